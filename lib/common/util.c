@@ -1,0 +1,171 @@
+#include "util.h"
+
+#include <fcntl.h>
+#include <time.h>
+#include <ctype.h>
+
+uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t now_realtime_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void format_rfc3339(char *buf, size_t size, int64_t sec, long nsec)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (nsec > 0 && n < size) {
+		char frac[32];
+		snprintf(frac, sizeof(frac), "%09ld", nsec);
+		/* Trim trailing zeros in groups of three, as protobuf's JSON mapping does. */
+		size_t fl = 9;
+		while (fl > 3 && streq(frac + fl - 3, "000"))
+			frac[fl -= 3] = 0;
+		n += (size_t)snprintf(buf + n, size - n, ".%s", frac);
+	}
+	if (n < size)
+		snprintf(buf + n, size - n, "Z");
+}
+
+static int parse_digits(const char **p, int count, int *out)
+{
+	int v = 0;
+	for (int i = 0; i < count; i++) {
+		if (!isdigit((unsigned char)**p))
+			return -EINVAL;
+		v = v * 10 + (**p - '0');
+		(*p)++;
+	}
+	*out = v;
+	return 0;
+}
+
+int parse_rfc3339(const char *s, int64_t *sec, long *nsec)
+{
+	struct tm tm = { 0 };
+	int y, mo, d, h, mi, se;
+	const char *p = s;
+	if (!s || parse_digits(&p, 4, &y) < 0 || *p++ != '-' || parse_digits(&p, 2, &mo) < 0 ||
+	    *p++ != '-' || parse_digits(&p, 2, &d) < 0 || (*p != 'T' && *p != 't' && *p != ' '))
+		return -EINVAL;
+	p++;
+	if (parse_digits(&p, 2, &h) < 0 || *p++ != ':' || parse_digits(&p, 2, &mi) < 0 ||
+	    *p++ != ':' || parse_digits(&p, 2, &se) < 0)
+		return -EINVAL;
+	long ns = 0;
+	if (*p == '.') {
+		p++;
+		int digits = 0;
+		while (isdigit((unsigned char)*p)) {
+			if (digits < 9) {
+				ns = ns * 10 + (*p - '0');
+				digits++;
+			}
+			p++;
+		}
+		if (digits == 0)
+			return -EINVAL;
+		for (; digits < 9; digits++)
+			ns *= 10;
+	}
+	long offset = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int sign = *p++ == '-' ? -1 : 1, oh, om;
+		if (parse_digits(&p, 2, &oh) < 0 || *p++ != ':' || parse_digits(&p, 2, &om) < 0)
+			return -EINVAL;
+		offset = sign * (oh * 3600L + om * 60L);
+	} else {
+		return -EINVAL;
+	}
+	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+		return -EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	*sec = (int64_t)timegm(&tm) - offset;
+	*nsec = ns;
+	return 0;
+}
+
+int parse_u64(const char *s, uint64_t *out)
+{
+	if (isempty(s))
+		return -EINVAL;
+	uint64_t v = 0;
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int fd_set_nonblock(int fd, bool on)
+{
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0)
+		return -errno;
+	int nflags = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+	if (nflags != flags && fcntl(fd, F_SETFL, nflags) < 0)
+		return -errno;
+	return 0;
+}
+
+int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *port)
+{
+	if (isempty(s))
+		return -EINVAL;
+	const char *colon = strrchr(s, ':');
+	if (!colon)
+		return -EINVAL;
+	const char *a = s;
+	size_t alen = (size_t)(colon - s);
+	if (alen >= 2 && a[0] == '[' && a[alen - 1] == ']') {
+		a++;
+		alen -= 2;
+	}
+	if (alen == 0 || alen >= addr_size)
+		return -EINVAL;
+	uint64_t p;
+	if (parse_u64(colon + 1, &p) < 0 || p > 65535)
+		return -EINVAL;
+	memcpy(addr, a, alen);
+	addr[alen] = 0;
+	*port = (uint16_t)p;
+	return 0;
+}

@@ -1,0 +1,25 @@
+/* Time, fd and string helpers with no knowledge of sandboxes. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "macro.h"
+
+uint64_t now_usec(void);          /* CLOCK_MONOTONIC */
+uint64_t now_realtime_usec(void); /* CLOCK_REALTIME */
+
+/* Formats a unix time (seconds + nanoseconds) as RFC 3339 in UTC, with nanoseconds when non-zero. */
+void format_rfc3339(char *buf, size_t size, int64_t sec, long nsec);
+/* Parses RFC 3339 ("2026-01-02T03:04:05.123Z", offsets allowed). Returns 0 or -EINVAL. */
+int parse_rfc3339(const char *s, int64_t *sec, long *nsec);
+
+/* Parses a decimal unsigned integer with no sign, spaces or trailing junk. */
+int parse_u64(const char *s, uint64_t *out);
+
+/* Writes all of buf, retrying on EINTR and short writes. Returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* Sets or clears O_NONBLOCK. */
+int fd_set_nonblock(int fd, bool on);
+
+/* Splits "ADDR:PORT" (IPv4 or [IPv6]); addr is written to buf. */
+int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *port);

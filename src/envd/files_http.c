@@ -1,0 +1,3 @@
+/* PLACEHOLDER */
+#include "envd.h"
+const struct http_route files_route = { 0 };

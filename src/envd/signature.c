@@ -1,0 +1,24 @@
+#include <openssl/sha.h>
+#include "envd.h"
+#include "common/strbuf.h"
+#include "json/jsonx.h"
+
+char *signature_compute(const char *path, const char *operation, const char *username,
+			const char *token, const char *expiration)
+{
+	_cleanup_strbuf_ struct strbuf sb = { 0 };
+	if (strbuf_printf(&sb, "%s:%s:%s:%s", path ? path : "", operation, username ? username : "",
+			  token ? token : "") < 0)
+		return NULL;
+	if (expiration && strbuf_printf(&sb, ":%s", expiration) < 0)
+		return NULL;
+	unsigned char digest[SHA256_DIGEST_LENGTH];
+	SHA256((const unsigned char *)sb.data, sb.len, digest);
+	_cleanup_free_ char *b64 = base64_encode(digest, sizeof(digest), false);
+	if (!b64)
+		return NULL;
+	char *out = NULL;
+	if (asprintf(&out, "v1_%s", b64) < 0)
+		return NULL;
+	return out;
+}

@@ -1,0 +1,211 @@
+/*
+ * Server-streaming Connect responses. Producers (process readers, watchers) queue messages with
+ * rpc_stream_send(); the connection's own HTTP thread drains them in the MHD content reader,
+ * sleeping on a condition variable between events, waking for keepalives and the deadline.
+ */
+#include <time.h>
+#include "envd.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define STREAM_HIGH_WATER (4u << 20)
+
+struct rpc_stream {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int refs;
+	struct strbuf out;
+	size_t out_off;
+	bool ended;  /* end-stream queued */
+	bool closed; /* client gone or response finished */
+	uint64_t keepalive_usec;
+	uint64_t next_keepalive;
+	uint64_t deadline; /* monotonic usec, 0 = none */
+	char *keepalive_json;
+	void (*deadline_cb)(void *);
+	void *deadline_data;
+	void (*close_cb)(struct rpc_stream *, void *);
+	void *close_data;
+};
+
+struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline);
+ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
+void rpc_stream_finished(void *cls);
+
+struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline)
+{
+	struct rpc_stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->refs = 1;
+	s->keepalive_usec = keepalive_usec;
+	s->next_keepalive = now_usec() + keepalive_usec;
+	s->deadline = deadline;
+	return s;
+}
+
+struct rpc_stream *rpc_stream_ref(struct rpc_stream *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->refs++;
+	pthread_mutex_unlock(&s->lock);
+	return s;
+}
+
+void rpc_stream_unref(struct rpc_stream *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	bool last = --s->refs == 0;
+	pthread_mutex_unlock(&s->lock);
+	if (!last)
+		return;
+	strbuf_free(&s->out);
+	free(s->keepalive_json);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void rpc_stream_set_keepalive(struct rpc_stream *s, const char *keepalive_json)
+{
+	free(s->keepalive_json);
+	s->keepalive_json = strdup(keepalive_json);
+}
+
+void rpc_stream_set_deadline_cb(struct rpc_stream *s, void (*cb)(void *), void *userdata)
+{
+	s->deadline_cb = cb;
+	s->deadline_data = userdata;
+}
+
+void rpc_stream_set_close_cb(struct rpc_stream *s, void (*cb)(struct rpc_stream *, void *),
+			     void *userdata)
+{
+	s->close_cb = cb;
+	s->close_data = userdata;
+}
+
+bool rpc_stream_is_closed(struct rpc_stream *s)
+{
+	pthread_mutex_lock(&s->lock);
+	bool c = s->closed || s->ended;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+static void deadline_ts(struct timespec *ts, uint64_t usec)
+{
+	ts->tv_sec = (time_t)(usec / 1000000u);
+	ts->tv_nsec = (long)(usec % 1000000u) * 1000;
+}
+
+int rpc_stream_send(struct rpc_stream *s, json_t *msg)
+{
+	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	if (!text)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->lock);
+	while (!s->closed && !s->ended && s->out.len - s->out_off > STREAM_HIGH_WATER)
+		pthread_cond_wait(&s->cond, &s->lock);
+	int r = -EPIPE;
+	if (!s->closed && !s->ended) {
+		r = connect_envelope_append(&s->out, 0, text, strlen(text));
+		s->next_keepalive = now_usec() + s->keepalive_usec;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(text);
+	return r;
+}
+
+static void end_locked(struct rpc_stream *s, enum connect_code code, const char *message)
+{
+	if (s->ended || s->closed)
+		return;
+	connect_end_stream_append(&s->out, code, message);
+	s->ended = true;
+	pthread_cond_broadcast(&s->cond);
+}
+
+void rpc_stream_end(struct rpc_stream *s, enum connect_code code, const char *message)
+{
+	pthread_mutex_lock(&s->lock);
+	end_locked(s, code, message);
+	pthread_mutex_unlock(&s->lock);
+}
+
+ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct rpc_stream *s = cls;
+	(void)pos;
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		if (s->out.len > s->out_off)
+			break;
+		if (s->ended || s->closed) {
+			pthread_mutex_unlock(&s->lock);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		uint64_t now = now_usec();
+		if (s->deadline && now >= s->deadline) {
+			s->deadline = 0;
+			void (*cb)(void *) = s->deadline_cb;
+			s->deadline_cb = NULL;
+			pthread_mutex_unlock(&s->lock);
+			if (cb)
+				cb(s->deadline_data);
+			pthread_mutex_lock(&s->lock);
+			end_locked(s, CONNECT_DEADLINE_EXCEEDED, "context deadline exceeded");
+			continue;
+		}
+		if (now >= s->next_keepalive && s->keepalive_json) {
+			connect_envelope_append(&s->out, 0, s->keepalive_json,
+						strlen(s->keepalive_json));
+			s->next_keepalive = now + s->keepalive_usec;
+			continue;
+		}
+		uint64_t wake = s->next_keepalive;
+		if (s->deadline && s->deadline < wake)
+			wake = s->deadline;
+		struct timespec ts;
+		deadline_ts(&ts, wake);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
+	size_t n = MIN(max, s->out.len - s->out_off);
+	memcpy(buf, s->out.data + s->out_off, n);
+	s->out_off += n;
+	if (s->out_off == s->out.len) {
+		strbuf_reset(&s->out);
+		s->out_off = 0;
+	} else if (s->out_off > (1u << 20)) {
+		strbuf_consume(&s->out, s->out_off);
+		s->out_off = 0;
+	}
+	pthread_cond_broadcast(&s->cond); /* wake producers held back by backpressure */
+	pthread_mutex_unlock(&s->lock);
+	return (ssize_t)n;
+}
+
+/* MHD is done with the response (sent, or the client went away). */
+void rpc_stream_finished(void *cls)
+{
+	struct rpc_stream *s = cls;
+	pthread_mutex_lock(&s->lock);
+	s->closed = true;
+	void (*cb)(struct rpc_stream *, void *) = s->close_cb;
+	s->close_cb = NULL;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (cb)
+		cb(s, s->close_data);
+	rpc_stream_unref(s);
+}
