@@ -1,0 +1,193 @@
+/* fork + exec of a user's process: credentials, session, terminal, fds. The child only makes
+ * raw system calls (envd is multithreaded, so nothing that may take a lock after fork). */
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include "process.h"
+#include "common/util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static void closep_all(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+}
+
+/* Resolves cmd against PATH from envp, as a shell would. Caller frees. */
+static char *resolve_command(const char *cmd, const char *const *envp)
+{
+	if (strchr(cmd, '/'))
+		return strdup(cmd);
+	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (const char *const *e = envp; *e; e++)
+		if (startswith(*e, "PATH="))
+			path = *e + 5;
+	while (*path) {
+		const char *end = strchrnul(path, ':');
+		char *cand = NULL;
+		if (asprintf(&cand, "%.*s/%s", (int)(end - path), end == path ? "." : path, cmd) < 0)
+			return NULL;
+		if (access(cand, X_OK) == 0)
+			return cand;
+		free(cand);
+		path = *end ? end + 1 : end;
+	}
+	return strdup(cmd);
+}
+
+static int open_pty(unsigned short cols, unsigned short rows, int *master, int *slave)
+{
+	_cleanup_close_ int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0)
+		return -errno;
+	if (grantpt(m) < 0 || unlockpt(m) < 0)
+		return -errno;
+	char name[64];
+	if (ptsname_r(m, name, sizeof(name)) != 0)
+		return -errno;
+	int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (s < 0)
+		return -errno;
+	struct winsize ws = { .ws_row = rows ? rows : 24, .ws_col = cols ? cols : 80 };
+	ioctl(m, TIOCSWINSZ, &ws);
+	*master = TAKE_FD(m);
+	*slave = s;
+	return 0;
+}
+
+static _Noreturn void child(const struct spawn_request *sr, const char *path, int in, int out,
+			    int err, int errpipe)
+{
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	for (int sig = 1; sig < NSIG; sig++)
+		sigaction(sig, &dfl, NULL);
+
+	int e = 0;
+	if (setsid() < 0)
+		goto fail;
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		goto fail;
+	if (sr->pty && ioctl(0, TIOCSCTTY, 0) < 0)
+		goto fail;
+	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	if (geteuid() == 0) {
+		if (syscall(SYS_setgroups, (size_t)sr->user->ngroups, sr->user->groups) < 0 ||
+		    syscall(SYS_setresgid, sr->user->gid, sr->user->gid, sr->user->gid) < 0 ||
+		    syscall(SYS_setresuid, sr->user->uid, sr->user->uid, sr->user->uid) < 0)
+			goto fail;
+	}
+	if (chdir(sr->cwd) < 0)
+		goto fail;
+	execve(path, (char *const *)sr->argv, (char *const *)sr->envp);
+fail:
+	e = errno;
+	(void)!write(errpipe, &e, sizeof(e));
+	_exit(127);
+}
+
+int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char **msg)
+{
+	int fds[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
+	enum { IN_R, IN_W, OUT_R, OUT_W, ERR_R, ERR_W, PTY_M, PTY_S };
+	_cleanup_close_ int errpipe_r = -1, errpipe_w = -1;
+	_cleanup_free_ char *path = resolve_command(sr->cmd, sr->envp);
+	int r;
+
+	if (!path)
+		return -ENOMEM;
+	int ep[2];
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return -errno;
+	errpipe_r = ep[0];
+	errpipe_w = ep[1];
+
+	if (sr->pty) {
+		r = open_pty(sr->cols, sr->rows, &fds[PTY_M], &fds[PTY_S]);
+		if (r < 0) {
+			*msg = rpc_msg("error starting pty: %s", strerror(-r));
+			return r;
+		}
+	} else {
+		int p[2];
+		if (sr->want_stdin) {
+			if (pipe2(p, O_CLOEXEC) < 0)
+				goto fail_errno;
+			fds[IN_R] = p[0];
+			fds[IN_W] = p[1];
+		} else if ((fds[IN_R] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+			goto fail_errno;
+		}
+		if (pipe2(p, O_CLOEXEC) < 0)
+			goto fail_errno;
+		fds[OUT_R] = p[0];
+		fds[OUT_W] = p[1];
+		if (pipe2(p, O_CLOEXEC) < 0)
+			goto fail_errno;
+		fds[ERR_R] = p[0];
+		fds[ERR_W] = p[1];
+	}
+
+	pid_t pid = fork();
+	if (pid < 0)
+		goto fail_errno;
+	if (pid == 0) {
+		if (sr->pty)
+			child(sr, path, fds[PTY_S], fds[PTY_S], fds[PTY_S], errpipe_w);
+		child(sr, path, fds[IN_R], fds[OUT_W], fds[ERR_W], errpipe_w);
+	}
+	close(errpipe_w);
+	errpipe_w = -1;
+	int child_errno = 0;
+	ssize_t n;
+	do
+		n = read(errpipe_r, &child_errno, sizeof(child_errno));
+	while (n < 0 && errno == EINTR);
+	if (n == sizeof(child_errno)) {
+		waitpid(pid, NULL, 0);
+		errno = child_errno;
+		*msg = rpc_msg("error starting process '%s': fork/exec %s: %s", sr->cmd, path,
+			       strerror(child_errno));
+		r = -child_errno;
+		goto fail;
+	}
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		r = -errno;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		*msg = rpc_msg("error watching process: %s", strerror(-r));
+		goto fail;
+	}
+	fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+	*res = (struct spawn_result){
+		.pid = pid,
+		.pidfd = pidfd,
+		.in_fd = TAKE_FD(fds[IN_W]),
+		.out_fd = TAKE_FD(fds[OUT_R]),
+		.err_fd = TAKE_FD(fds[ERR_R]),
+		.pty_fd = TAKE_FD(fds[PTY_M]),
+	};
+	closep_all(fds, ELEMENTSOF(fds));
+	return 0;
+
+fail_errno:
+	r = -errno;
+	*msg = rpc_msg("error starting process '%s': %s", sr->cmd, strerror(-r));
+fail:
+	closep_all(fds, ELEMENTSOF(fds));
+	return r;
+}
