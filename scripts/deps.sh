@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing Hutch needs on Debian 12, only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+	gcc make meson ninja-build pkg-config
+	libmicrohttpd-dev libjansson-dev libssl-dev zlib1g-dev libgnutls28-dev
+	clang libclang-rt-14-dev
+	curl ca-certificates procps iproute2 util-linux
+)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq
+	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The official SDK for the integration tests and benchmarks, pinned by the lock file.
+if [ -f tests/integration/package-lock.json ] && [ ! -d tests/integration/node_modules/e2b ]; then
+	echo "deps: npm ci in tests/integration"
+	(cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
+fi
