@@ -65,10 +65,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		return MHD_YES;
 	}
 
+	req->in_final = true;
 	if (!req->responded && !req->failed) {
 		if (!req->route->finish || req->route->finish(req) < 0 || !req->responded)
 			if (!req->responded)
 				http_respond_error(req, 500, "internal error");
+	}
+	if (req->pending) {
+		struct MHD_Response *resp = TAKE_PTR(req->pending);
+		enum MHD_Result ok = MHD_queue_response(conn, req->status, resp);
+		MHD_destroy_response(resp);
+		return ok;
 	}
 	if (!req->responded)
 		return MHD_NO; /* a route failed without answering: drop the connection */
@@ -86,6 +93,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	if (req->route && req->route->cleanup)
 		req->route->cleanup(req);
+	if (req->pending)
+		MHD_destroy_response(req->pending);
 	strbuf_free(&req->body);
 	free(req);
 	*con_cls = NULL;
@@ -188,6 +197,16 @@ int http_queue(struct http_req *req, unsigned status, struct MHD_Response *resp)
 	if (!resp)
 		return -ENOMEM;
 	http_add_cors(resp);
+	if (req->responded) {
+		MHD_destroy_response(resp); /* only the first response counts */
+		return -EALREADY;
+	}
+	if (!req->in_final) {
+		req->pending = resp;
+		req->responded = true;
+		req->status = status;
+		return 0;
+	}
 	enum MHD_Result ok = MHD_queue_response(req->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (ok != MHD_YES)

@@ -37,6 +37,10 @@ struct http_req {
 	bool responded;
 	bool failed; /* the route reported failure; the rest of the body is discarded */
 	unsigned status;
+	/* A response made before the body was read is held back until it has been, since
+	 * libmicrohttpd closes the connection after an "early" response. */
+	bool in_final;
+	struct MHD_Response *pending;
 };
 
 /* Picks the route for a request; may queue a response itself and return NULL. */

@@ -142,8 +142,160 @@ void process_table_free(struct process_table *t);
 int watch_table_new(struct watch_table **out);
 void watch_table_free(struct watch_table *t);
 
+/* ---- entries (entry.c) ---- */
+/* Room for Go's os.FileMode.String() of any st_mode ("dLrwxrwxrwx"-style, NUL included). */
+#define ENTRY_MODE_STRING_MAX 24
+/* Go's os.FileMode.String() of a st_mode: "-rw-r--r--", "drwxr-xr-x", "Lrwxrwxrwx", "dtrwxrwxrwx". */
+void entry_mode_string(mode_t mode, char *buf, size_t size);
+/* "FILE_TYPE_FILE", "FILE_TYPE_DIRECTORY", "FILE_TYPE_SYMLINK", or NULL (unspecified). Static. */
+const char *entry_file_type_name(mode_t mode);
+
+/* Remembers the last uid/gid → name lookups across the entries of one listing. Zero it first. */
+struct entry_name_cache {
+	uid_t uid;
+	gid_t gid;
+	bool have_uid, have_gid;
+	char owner[64];
+	char group[64];
+};
+
+/*
+ * EntryInfo as proto3 JSON for `name` relative to dirfd (AT_FDCWD and an absolute name work),
+ * never following a final symlink for the entry itself. `path` is the path reported (absolute, as
+ * the client named it; `name` in the JSON is its last component). A symlink reports its target's
+ * type and permission bits and the resolved absolute `symlinkTarget`; a broken one reports
+ * FILE_TYPE_SYMLINK and the lexically resolved target text. Fields at their default are left out,
+ * as protojson does. On success *out is a new reference owned by the caller. Returns 0 or -errno
+ * (-ENOENT when the entry is missing). `cache` may be NULL. Call with the caller's fsid in effect.
+ */
+int entry_info_json_at(int dirfd, const char *name, const char *path,
+		       struct entry_name_cache *cache, json_t **out);
+/* entry_info_json_at(AT_FDCWD, abs_path, abs_path, NULL, out); -EINVAL for a relative path. */
+int entry_info_json(const char *abs_path, json_t **out);
+/* A JSON string of arbitrary bytes (file names are not always UTF-8): invalid sequences become
+ * U+FFFD. New reference, NULL only on allocation failure. */
+json_t *entry_json_string(const char *s);
+
+/* Filesystem events (watch.c): the fsnotify-style ops one inotify mask stands for. */
+enum fs_event_type {
+	FS_EVENT_UNSPECIFIED = 0,
+	FS_EVENT_CREATE = 1,
+	FS_EVENT_WRITE = 2,
+	FS_EVENT_REMOVE = 3,
+	FS_EVENT_RENAME = 4,
+	FS_EVENT_CHMOD = 5,
+};
+/*
+ * Maps an inotify event mask to event types, in the order envd sends them (CREATE, RENAME,
+ * CHMOD, WRITE, REMOVE): IN_CREATE/IN_MOVED_TO → CREATE, IN_MOVED_FROM/IN_MOVE_SELF → RENAME,
+ * IN_ATTRIB → CHMOD, IN_MODIFY → WRITE, IN_DELETE/IN_DELETE_SELF → REMOVE. Writes at most `max`
+ * types to out and returns how many.
+ */
+size_t watch_mask_to_events(uint32_t mask, enum fs_event_type *out, size_t max);
+/* "EVENT_TYPE_CREATE"..., or NULL for an unknown value. Static string. */
+const char *fs_event_type_name(enum fs_event_type type);
+
+/* Shared request prologue of the filesystem RPCs (filesystem_rpc.c): resolves the caller's user
+ * into *u and expands the string field `field` of `in` into *abs (caller frees). Returns CONNECT_OK,
+ * or an error code with *msg (malloc'd). */
+enum connect_code fs_request_path(struct rpc_ctx *ctx, const json_t *in, const char *field,
+				  struct user_info *u, char **abs, char **msg);
+
+/* The watch RPCs (watch.c), listed in filesystem_methods[]. */
+enum connect_code watch_dir_rpc(struct rpc_ctx *ctx, const json_t *in, struct rpc_stream *s,
+				char **msg);
+enum connect_code watch_create_rpc(struct rpc_ctx *ctx, const json_t *in, json_t **resp,
+				   char **msg);
+enum connect_code watch_get_events_rpc(struct rpc_ctx *ctx, const json_t *in, json_t **resp,
+				       char **msg);
+enum connect_code watch_remove_rpc(struct rpc_ctx *ctx, const json_t *in, json_t **resp,
+				   char **msg);
+
 /* ---- HTTP endpoints ---- */
 extern const struct http_route files_route;	/* GET/POST /files */
 extern const struct http_route init_route;	/* POST /init */
 extern const struct http_route envs_route;	/* GET /envs */
 extern const struct http_route metrics_route;	/* GET /metrics */
+
+/* ---- /files uploads and downloads (multipart.c, files_http.c, control_http.c) ---- */
+/* Limits a client can reach on POST /files (xattr names are "user.e2b." + key, at most 255). */
+#define UPLOAD_MAX_PARTS	  4096
+#define UPLOAD_METADATA_MAX_KEY	  246
+#define UPLOAD_METADATA_MAX_TOTAL 4096
+#define UPLOAD_METADATA_XATTR	  "user.e2b."
+
+/* What to send for GET /files given an Accept-Encoding header (NULL or "" → identity). */
+enum files_encoding {
+	FILES_ENCODING_IDENTITY,
+	FILES_ENCODING_GZIP,
+	FILES_ENCODING_UNACCEPTABLE, /* 406 */
+};
+/* envd's choice: q-values sorted (stable), first q>0 of identity/gzip/"*" wins, unknown codings
+ * skipped; identity is refused by "identity;q=0", or by "*;q=0" without "identity;q>0". */
+enum files_encoding files_accept_encoding(const char *header);
+/* Whether Accept-Encoding still allows identity (Range and conditional requests need it). */
+bool files_identity_acceptable(const char *header);
+
+/* An error that crosses the upload API: HTTP status and message for {"code","message"}. */
+struct upload_error {
+	unsigned status;
+	char message[512];
+};
+
+/*
+ * Adds an X-Metadata-<key> header to `meta` (a JSON object): key lowercased, first value wins,
+ * empty keys skipped. Validation happens in upload_metadata_validate(). Returns 0 or -ENOMEM.
+ */
+int upload_metadata_add(json_t *meta, const char *key, const char *value);
+/* Checks keys/values as envd does (non-empty printable-ASCII key ≤ 246 bytes, printable-ASCII
+ * value, Σ(len("user.e2b.")+key+value) ≤ 4096). Returns 0, or -EINVAL with err = 400
+ * "invalid metadata: …". */
+int upload_metadata_validate(const json_t *meta, struct upload_error *err);
+
+/*
+ * One POST /files request body: an optional gzip stage (Content-Encoding), then either a raw
+ * body written to one file or multipart parts (as libmicrohttpd's post processor reports them)
+ * written to one file each. Paths are absolute and normalised; they are walked component by
+ * component from `rootfd` (an O_PATH/O_DIRECTORY fd of "/" in envd, a scratch directory in
+ * tests; symlinks inside the tree are followed, so it is not a chroot). Missing parent
+ * directories are created (0755, owned by the user); files are opened O_WRONLY|O_CREAT (0666 &
+ * umask), must be regular, are truncated, re-owned to the user (when envd is root) and get the
+ * metadata set as user.e2b.* xattrs, replacing any earlier ones.
+ *
+ * Call every upload_* function with fsid_enter(u) in effect on the calling thread; the upload
+ * briefly leaves it (as root only) to create a directory the user cannot write but can reach,
+ * and to re-own a file. Functions return 0 or a negative errno with upload_error() set.
+ */
+struct upload;
+/* A consumer of the (inflated) body, e.g. MHD_post_process. Return <0 to fail (the upload's
+ * error is used when set, else 400 "error reading form"). */
+typedef int (*upload_consumer_fn)(void *ctx, const char *buf, size_t len);
+
+/* `u` and `metadata` (may be NULL: clear all metadata) are copied/referenced. `raw_path`: a raw
+ * body written to that path (multipart when NULL). The caller keeps rootfd open. */
+int upload_new(int rootfd, const struct user_info *u, const json_t *metadata, bool gzip,
+	       const char *raw_path, struct upload **out);
+struct upload *upload_free(struct upload *up);
+static inline void upload_freep(struct upload **up)
+{
+	*up = upload_free(*up);
+}
+/* Multipart: where inflated body bytes go (default: the raw file). `fixed_path` (absolute, may
+ * be NULL): the target of every "file" part (the `path` query), else each part's filename
+ * (relative → the user's home). */
+void upload_set_multipart(struct upload *up, const char *fixed_path, upload_consumer_fn fn,
+			  void *ctx);
+/* Body bytes as received. */
+int upload_feed(struct upload *up, const void *buf, size_t len);
+/* One post-processor callback: a part's data at `off` (off == 0 starts a new part). Parts not
+ * named "file" are ignored. */
+int upload_part(struct upload *up, const char *name, const char *filename, const char *data,
+		uint64_t off, size_t size);
+/* The body ended: checks the gzip stream is complete and finishes the last file. */
+int upload_finish(struct upload *up);
+/* The JSON array [{"path","name","type":"file"[,"metadata"]}] of finished files (borrowed). */
+json_t *upload_result(struct upload *up);
+const struct upload_error *upload_error(const struct upload *up);
+/* Maps an errno from file I/O to a status: ENOSPC/EDQUOT 507, EACCES/EPERM 403, ENOENT 404,
+ * EISDIR/ENOTDIR/ELOOP/ENAMETOOLONG/EINVAL 400, else 500. */
+unsigned files_errno_status(int r);
