@@ -16,6 +16,8 @@ int strbuf_reserve(struct strbuf *sb, size_t extra)
 	char *p = realloc(sb->data, cap);
 	if (!p)
 		return -ENOMEM;
+	if (!sb->data)
+		p[0] = 0;
 	sb->data = p;
 	sb->cap = cap;
 	return 0;

@@ -7,6 +7,8 @@
 #include "common/log.h"
 #include "common/util.h"
 
+struct envd envd = { .lock = PTHREAD_RWLOCK_INITIALIZER };
+
 static const char unauthorized_msg[] =
     "unauthorized access, please provide a valid access token or method signing if supported";
 

@@ -68,8 +68,8 @@ void fsid_leave(void);
 
 /* ---- paths (paths.c) ---- */
 /*
- * Expands a path as envd does: "~" and "~/x" → home, relative → under home (or `base` when
- * given), "" → `base` (default workdir) or home. The result is absolute and normalised ("." and
+ * Expands a path as envd does: "~" and "~/x" → home, relative → under home (never `base`),
+ * "" → `base` (the default workdir) when given, else home. The result is absolute and normalised ("." and
  * ".." folded lexically, repeated slashes removed). Caller frees *out. -EINVAL for bad paths
  * (embedded NUL, "~other").
  */

@@ -7,8 +7,6 @@
 #include "common/util.h"
 #include "json/jsonx.h"
 
-struct envd envd = { .lock = PTHREAD_RWLOCK_INITIALIZER };
-
 static int route_options(struct http_req *req)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
