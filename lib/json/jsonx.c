@@ -1,6 +1,6 @@
 #include "jsonx.h"
 
-#include <openssl/evp.h>
+#include <nettle/base64.h>
 #include "common/util.h"
 
 json_t *jsonx_field(const json_t *obj, const char *camel, const char *snake)
@@ -76,19 +76,11 @@ char *base64_encode(const void *data, size_t len, bool pad)
 {
 	if (len > (SIZE_MAX / 4) * 3 - 3)
 		return NULL;
-	size_t cap = 4 * ((len + 2) / 3) + 1;
-	char *out = malloc(cap);
+	char *out = malloc(BASE64_ENCODE_RAW_LENGTH(len) + 1);
 	if (!out)
 		return NULL;
-	/* EVP_EncodeBlock takes an int length: encode in slices that stay aligned to 3 bytes. */
-	const unsigned char *p = data;
-	size_t o = 0;
-	while (len > 0) {
-		size_t n = MIN(len, (size_t)3 * 1024 * 1024);
-		o += (size_t)EVP_EncodeBlock((unsigned char *)out + o, p, (int)n);
-		p += n;
-		len -= n;
-	}
+	base64_encode_raw(out, len, data);
+	size_t o = BASE64_ENCODE_RAW_LENGTH(len);
 	out[o] = 0;
 	if (!pad)
 		while (o > 0 && out[o - 1] == '=')
@@ -98,54 +90,40 @@ char *base64_encode(const void *data, size_t len, bool pad)
 
 int base64_decode(const char *s, size_t slen, unsigned char **out, size_t *outlen)
 {
-	if (slen > SIZE_MAX / 2)
+	/* Standard or url-safe alphabet (even mixed, as protobuf's JSON readers accept), padded or
+	 * not; padding only at the end. Normalised to the standard alphabet for nettle. */
+	size_t data_len = slen;
+	while (data_len > 0 && s[data_len - 1] == '=')
+		data_len--;
+	if (slen - data_len > 2 || (slen != data_len && slen % 4 != 0) || data_len % 4 == 1)
 		return -EINVAL;
-	/* Normalise to the padded standard alphabet, which EVP_DecodeBlock needs. */
-	size_t padded = slen + (4 - slen % 4) % 4;
-	_cleanup_free_ char *norm = malloc(padded + 1);
+	_cleanup_free_ char *norm = malloc(data_len + 1);
 	if (!norm)
 		return -ENOMEM;
-	size_t n = 0, pads = 0;
-	for (size_t i = 0; i < slen; i++) {
+	for (size_t i = 0; i < data_len; i++) {
 		char c = s[i];
 		if (c == '-')
 			c = '+';
 		else if (c == '_')
 			c = '/';
-		else if (c == '=') {
-			pads++;
-			norm[n++] = c;
-			continue;
-		} else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-			     c == '+' || c == '/'))
+		else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			   (c >= '0' && c <= '9') || c == '+' || c == '/'))
 			return -EINVAL;
-		if (pads)
-			return -EINVAL; /* data after padding */
-		norm[n++] = c;
+		norm[i] = c;
 	}
-	if (n % 4 == 1)
-		return -EINVAL;
-	while (n % 4) {
-		norm[n++] = '=';
-		pads++;
-	}
-	if (pads > 2)
-		return -EINVAL;
-	unsigned char *buf = malloc(n / 4 * 3 + 1);
+	unsigned char *buf = malloc(BASE64_DECODE_LENGTH(data_len) + 1);
 	if (!buf)
 		return -ENOMEM;
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		size_t chunk = MIN(n - i, (size_t)4 * 1024 * 1024);
-		int r = EVP_DecodeBlock(buf + o, (unsigned char *)norm + i, (int)chunk);
-		if (r < 0) {
-			free(buf);
-			return -EINVAL;
-		}
-		o += (size_t)r;
-		i += chunk;
+	struct base64_decode_ctx ctx;
+	base64_decode_init(&ctx);
+	size_t o = BASE64_DECODE_LENGTH(data_len);
+	/* Unpadded input leaves bits in the context, which final() would reject: the length
+	 * check above already guarantees they are whole bytes. */
+	if (!base64_decode_update(&ctx, &o, buf, data_len, norm) ||
+	    (data_len % 4 == 0 && !base64_decode_final(&ctx))) {
+		free(buf);
+		return -EINVAL;
 	}
-	o -= pads; /* EVP_DecodeBlock counts padding as zero bytes */
 	*out = buf;
 	*outlen = o;
 	return 0;

@@ -1,17 +1,28 @@
-#include <openssl/crypto.h>
+#include <nettle/memops.h>
 #include "envd.h"
 #include "json/jsonx.h"
+
+bool secret_equal(const char *a, const char *b)
+{
+	if (!a || !b)
+		return false;
+	size_t n = strlen(a);
+	return strlen(b) == n && memeql_sec(a, b, n);
+}
+
+void secret_free(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
 
 bool auth_token_ok(struct http_req *req)
 {
 	pthread_rwlock_rdlock(&envd.lock);
-	bool ok = true;
-	if (envd.access_token) {
-		const char *got = http_header(req, "X-Access-Token");
-		size_t want_len = strlen(envd.access_token);
-		ok = got && strlen(got) == want_len &&
-		     CRYPTO_memcmp(got, envd.access_token, want_len) == 0;
-	}
+	bool ok = !envd.access_token ||
+		  secret_equal(http_header(req, "X-Access-Token"), envd.access_token);
 	pthread_rwlock_unlock(&envd.lock);
 	return ok;
 }

@@ -1,6 +1,5 @@
 /* POST /init, GET /envs and GET /metrics: envd's control endpoints. */
 #include <inttypes.h>
-#include <openssl/crypto.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include "envd.h"
@@ -18,16 +17,7 @@ static int64_t last_init_ns = INT64_MIN;
 
 static void free_secretp(char **s)
 {
-	if (*s) {
-		OPENSSL_cleanse(*s, strlen(*s));
-		free(*s);
-	}
-}
-
-static bool secret_eq(const char *a, const char *b)
-{
-	size_t n = a && b ? strlen(a) : 0;
-	return a && b && strlen(b) == n && CRYPTO_memcmp(a, b, n) == 0;
+	secret_free(*s);
 }
 
 /* Moves the guest clock to the orchestrator's when it is >50 ms behind or >5 s ahead. The clock
@@ -170,8 +160,8 @@ static bool init_authorised(struct http_req *req, const json_t *body)
 	const char *hdr = http_header(req, "X-Access-Token");
 	const char *tok = json_string_value(json_object_get(body, "accessToken"));
 	pthread_rwlock_rdlock(&envd.lock);
-	bool ok = !envd.access_token || secret_eq(hdr, envd.access_token) ||
-		  secret_eq(tok, envd.access_token);
+	bool ok = !envd.access_token || secret_equal(hdr, envd.access_token) ||
+		  secret_equal(tok, envd.access_token);
 	pthread_rwlock_unlock(&envd.lock);
 	return ok;
 }
@@ -182,7 +172,7 @@ static int init_finish(struct http_req *req)
 	if (req->body.len > 0) {
 		json_error_t jerr;
 		body = json_loadb(req->body.data, req->body.len, 0, &jerr);
-		OPENSSL_cleanse(req->body.data, req->body.len); /* it may hold the token */
+		explicit_bzero(req->body.data, req->body.len); /* it may hold the token */
 		if (!body)
 			return http_respond_error(req, 400, "invalid JSON body: %s", jerr.text);
 	} else {

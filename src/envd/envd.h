@@ -78,6 +78,10 @@ int path_expand(const char *path, const struct user_info *u, const char *base, c
 char *path_normalize(const char *abs);
 
 /* ---- auth (auth.c) ---- */
+/* Constant-time comparison of two secrets (false when either is NULL). */
+bool secret_equal(const char *a, const char *b);
+/* Wipes and frees a secret string; accepts NULL. */
+void secret_free(char *s);
 /* Constant-time comparison of the X-Access-Token header with the configured token. */
 bool auth_token_ok(struct http_req *req);
 /* The user named by "Authorization: Basic base64(user:)", or NULL. Caller frees. */
@@ -129,6 +133,8 @@ int rpc_stream_send(struct rpc_stream *s, json_t *msg);
 /* Queues the end-stream envelope. Later sends fail. */
 void rpc_stream_end(struct rpc_stream *s, enum connect_code code, const char *message);
 bool rpc_stream_is_closed(struct rpc_stream *s);
+/* Ends every open stream (at its next wakeup, within half a second): envd is stopping. */
+void rpc_streams_stop(void);
 struct rpc_stream *rpc_stream_ref(struct rpc_stream *s);
 void rpc_stream_unref(struct rpc_stream *s);
 

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <zlib.h>
@@ -21,10 +20,7 @@ static const char token_mismatch[] = "access token present in header but does no
 
 static void token_freep(char **t)
 {
-	if (*t) {
-		OPENSSL_cleanse(*t, strlen(*t));
-		free(*t);
-	}
+	secret_free(*t);
 }
 
 /* envd's validateSigning: the X-Access-Token header, else a v1 signature of the raw query. */
@@ -43,8 +39,7 @@ static int files_auth(struct http_req *req, const char *op)
 
 	const char *hdr = http_header(req, "X-Access-Token");
 	if (!isempty(hdr)) {
-		size_t n = strlen(token);
-		if (strlen(hdr) != n || CRYPTO_memcmp(hdr, token, n) != 0)
+		if (!secret_equal(hdr, token))
 			return http_respond_error(req, 401, "%s", token_mismatch);
 		return 0;
 	}
@@ -68,8 +63,7 @@ static int files_auth(struct http_req *req, const char *op)
 			      exp_s ? exp_buf : NULL);
 	if (!want)
 		return http_respond_error(req, 500, "out of memory");
-	size_t wl = strlen(want);
-	if (strlen(sig) != wl || CRYPTO_memcmp(sig, want, wl) != 0)
+	if (!secret_equal(sig, want))
 		return http_respond_error(req, 401, "invalid signature");
 	if (exp_s && exp < (long long)time(NULL))
 		return http_respond_error(req, 401, "signature is already expired");

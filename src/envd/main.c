@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 	int sig;
 	sigwait(&set, &sig);
 	log_info("Received signal %d, stopping", sig);
+	rpc_streams_stop();
 	envd.http = http_server_stop(envd.http);
 	process_table_free(envd.procs);
 	watch_table_free(envd.watches);

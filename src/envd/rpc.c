@@ -7,7 +7,7 @@
 #define RPC_MAX_BODY (16u << 20)
 #define KEEPALIVE_DEFAULT_SEC 90
 
-struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline);
+struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline, int sock);
 ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void rpc_stream_finished(void *cls);
 
@@ -138,7 +138,10 @@ static int finish_stream(struct http_req *req, const struct rpc_method *m, struc
 						    "invalid Connect-Timeout-Ms");
 		deadline = now_usec() + ms * 1000u;
 	}
-	struct rpc_stream *s = rpc_stream_new(keepalive_interval(req), deadline);
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct rpc_stream *s =
+		rpc_stream_new(keepalive_interval(req), deadline, ci ? ci->connect_fd : -1);
 	if (!s)
 		return respond_stream_error(req, CONNECT_RESOURCE_EXHAUSTED, "out of memory");
 	enum connect_code code = m->stream(ctx, in, s, &msg);

@@ -1,4 +1,4 @@
-#include <openssl/sha.h>
+#include <nettle/sha2.h>
 #include "envd.h"
 #include "common/strbuf.h"
 #include "json/jsonx.h"
@@ -12,8 +12,11 @@ char *signature_compute(const char *path, const char *operation, const char *use
 		return NULL;
 	if (expiration && strbuf_printf(&sb, ":%s", expiration) < 0)
 		return NULL;
-	unsigned char digest[SHA256_DIGEST_LENGTH];
-	SHA256((const unsigned char *)sb.data, sb.len, digest);
+	uint8_t digest[SHA256_DIGEST_SIZE];
+	struct sha256_ctx ctx;
+	sha256_init(&ctx);
+	sha256_update(&ctx, sb.len, (const uint8_t *)sb.data);
+	sha256_digest(&ctx, sizeof(digest), digest);
 	_cleanup_free_ char *b64 = base64_encode(digest, sizeof(digest), false);
 	if (!b64)
 		return NULL;

@@ -3,12 +3,17 @@
  * rpc_stream_send(); the connection's own HTTP thread drains them in the MHD content reader,
  * sleeping on a condition variable between events, waking for keepalives and the deadline.
  */
+#include <poll.h>
 #include <time.h>
 #include "envd.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define STREAM_HIGH_WATER (4u << 20)
+/* How often a waiting stream checks that its client is still there. */
+#define STREAM_PEER_CHECK_USEC 500000u
+
+static bool streams_stopping;
 
 struct rpc_stream {
 	pthread_mutex_t lock;
@@ -21,6 +26,7 @@ struct rpc_stream {
 	uint64_t keepalive_usec;
 	uint64_t next_keepalive;
 	uint64_t deadline; /* monotonic usec, 0 = none */
+	int sock;          /* the client connection, to notice it closing; -1 unknown */
 	char *keepalive_json;
 	void (*deadline_cb)(void *);
 	void *deadline_data;
@@ -28,11 +34,27 @@ struct rpc_stream {
 	void *close_data;
 };
 
-struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline);
+struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline, int sock);
 ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max);
 void rpc_stream_finished(void *cls);
 
-struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline)
+void rpc_streams_stop(void)
+{
+	__atomic_store_n(&streams_stopping, true, __ATOMIC_SEQ_CST);
+}
+
+/* True when the client hung up (or envd is stopping). */
+static bool peer_gone(int sock)
+{
+	if (__atomic_load_n(&streams_stopping, __ATOMIC_SEQ_CST))
+		return true;
+	if (sock < 0)
+		return false;
+	struct pollfd p = { .fd = sock, .events = POLLRDHUP };
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline, int sock)
 {
 	struct rpc_stream *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -47,6 +69,7 @@ struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline)
 	s->keepalive_usec = keepalive_usec;
 	s->next_keepalive = now_usec() + keepalive_usec;
 	s->deadline = deadline;
+	s->sock = sock;
 	return s;
 }
 
@@ -173,7 +196,11 @@ ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			s->next_keepalive = now + s->keepalive_usec;
 			continue;
 		}
-		uint64_t wake = s->next_keepalive;
+		if (peer_gone(s->sock)) {
+			pthread_mutex_unlock(&s->lock);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		uint64_t wake = MIN(s->next_keepalive, now + STREAM_PEER_CHECK_USEC);
 		if (s->deadline && s->deadline < wake)
 			wake = s->deadline;
 		struct timespec ts;

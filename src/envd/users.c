@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include "envd.h"
 #include "common/log.h"
 
@@ -124,12 +125,24 @@ int user_resolve(const char *explicit_name, struct user_info *out)
 	return 0;
 }
 
-/* setfsuid/setfsgid are per-thread in Linux: they change what this request's file operations may
- * touch and who owns what they create, without touching other threads. */
+/* Credentials are per-thread in the kernel: setfsuid/setfsgid and the raw setgroups system call
+ * (glibc's wrapper would apply it to every thread) change what this request's file operations
+ * may touch, and who owns what they create, without touching other threads. */
+static gid_t envd_groups[64];
+static int envd_ngroups = -1;
+static pthread_once_t envd_groups_once = PTHREAD_ONCE_INIT;
+
+static void save_groups(void)
+{
+	envd_ngroups = getgroups(ELEMENTSOF(envd_groups), envd_groups);
+}
+
 void fsid_enter(const struct user_info *u)
 {
 	if (geteuid() != 0)
 		return;
+	pthread_once(&envd_groups_once, save_groups);
+	syscall(SYS_setgroups, (size_t)u->ngroups, u->groups);
 	setfsgid(u->gid);
 	setfsuid(u->uid);
 }
@@ -140,4 +153,6 @@ void fsid_leave(void)
 		return;
 	setfsuid(0);
 	setfsgid(0);
+	if (envd_ngroups >= 0)
+		syscall(SYS_setgroups, (size_t)envd_ngroups, envd_groups);
 }
