@@ -220,13 +220,21 @@ static int json_no_store(struct http_req *req, json_t *j)
 	return http_queue(req, 200, resp);
 }
 
+json_t *envd_global_env(void)
+{
+	json_t *env = json_pack("{s:s}", "E2B_SANDBOX", "true");
+	pthread_rwlock_rdlock(&envd.lock);
+	if (env && envd.env_vars)
+		json_object_update(env, envd.env_vars);
+	pthread_rwlock_unlock(&envd.lock);
+	return env;
+}
+
 static int envs_begin(struct http_req *req)
 {
 	if (!auth_token_ok(req))
 		return http_respond_error(req, 401, "%s", unauthorized_msg);
-	pthread_rwlock_rdlock(&envd.lock);
-	json_t *copy = envd.env_vars ? json_deep_copy(envd.env_vars) : json_object();
-	pthread_rwlock_unlock(&envd.lock);
+	json_t *copy = envd_global_env();
 	return json_no_store(req, copy);
 }
 

@@ -37,6 +37,9 @@ extern struct envd envd;
  * timestamp). Returns 0 or -EINVAL with *err set to a static message. */
 int envd_apply_init(const json_t *body, const char **err);
 
+/* The global environment of every process: E2B_SANDBOX=true, then the /init env vars. New ref. */
+json_t *envd_global_env(void);
+
 /* ---- users (users.c) ---- */
 struct user_info {
 	uid_t uid;

@@ -40,6 +40,10 @@ struct upload {
 	bool cur_active; /* a part (or the raw body) is being written */
 	bool skip_part;	 /* the current part is not named "file" */
 	unsigned parts;
+	/* libmicrohttpd may announce a part with an empty call at offset 0 and then deliver its
+	 * first bytes at offset 0 again: such a call continues the part rather than starting one. */
+	bool part_empty_so_far;
+	char *part_filename;
 	struct upload_error err;
 };
 
@@ -540,6 +544,7 @@ struct upload *upload_free(struct upload *up)
 	free(up->raw_path);
 	free(up->fixed_path);
 	free(up->cur_path);
+	free(up->part_filename);
 	free(up);
 	return NULL;
 }
@@ -666,7 +671,11 @@ int upload_part(struct upload *up, const char *name, const char *filename, const
 {
 	if (up->err.status)
 		return -EIO;
-	if (off == 0) {
+	bool continues = off == 0 && up->parts > 0 && up->part_empty_so_far &&
+			 streq(filename ? filename : "", up->part_filename ? up->part_filename : "");
+	if (off == 0 && !continues) {
+		free(up->part_filename);
+		up->part_filename = strdup(filename ? filename : "");
 		int r = file_close(up);
 		if (r < 0)
 			return r;
@@ -688,6 +697,7 @@ int upload_part(struct upload *up, const char *name, const char *filename, const
 		if (r < 0)
 			return r;
 	}
+	up->part_empty_so_far = off == 0 && size == 0;
 	if (up->skip_part || !up->cur_active)
 		return 0;
 	return file_write(up, data, size);

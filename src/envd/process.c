@@ -231,11 +231,13 @@ static void finish(struct proc *p, const siginfo_t *si)
 	char status[96];
 	proc_status_string(si->si_status, si->si_code, status, sizeof(status));
 	json_t *end;
+	/* protojson leaves zero values out: exitCode 0 and exited=false are absent. */
 	if (si->si_code == CLD_EXITED)
-		end = json_pack("{s:i, s:b, s:s}", "exitCode", si->si_status, "exited", 1, "status",
-				status);
+		end = json_pack("{s:b, s:s}", "exited", 1, "status", status);
 	else
-		end = json_pack("{s:i, s:b, s:s}", "exitCode", -1, "exited", 0, "status", status);
+		end = json_pack("{s:i, s:s}", "exitCode", -1, "status", status);
+	if (end && si->si_code == CLD_EXITED && si->si_status != 0)
+		json_object_set_new(end, "exitCode", json_integer(si->si_status));
 	if (end && (si->si_code != CLD_EXITED || si->si_status != 0))
 		json_object_set_new(end, "error", json_string(status));
 	json_t *msg = event("end", end);

@@ -103,9 +103,9 @@ static int build_env(const struct user_info *u, const json_t *req_envs, struct s
 		r = env_set(env, "LOGNAME", u->name);
 	if (r < 0)
 		return r;
-	pthread_rwlock_rdlock(&envd.lock);
-	r = env_merge(env, envd.env_vars);
-	pthread_rwlock_unlock(&envd.lock);
+	json_t *global = envd_global_env();
+	r = global ? env_merge(env, global) : -ENOMEM;
+	json_decref(global);
 	if (r >= 0 && req_envs)
 		r = env_merge(env, req_envs);
 	return r;

@@ -15,7 +15,7 @@ test('envd-bundle runs in an empty root filesystem', { skip: !isRoot && 'chroot 
   assert.ok(existsSync(path.join(bundle, 'envd')), `${bundle}/envd exists`)
   const root = mkdtempSync(path.join(tmpdir(), 'hutch-bundle-'))
   try {
-    cpSync(bundle, path.join(root, '.hutch'), { recursive: true, dereference: false })
+    cpSync(bundle, path.join(root, '.hutch'), { recursive: true, verbatimSymlinks: true })
     mkdirSync(path.join(root, 'etc'))
     mkdirSync(path.join(root, 'tmp'))
     mkdirSync(path.join(root, 'root'))
@@ -29,6 +29,7 @@ test('envd-bundle runs in an empty root filesystem', { skip: !isRoot && 'chroot 
       '/.hutch/envd', '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr.on('data', (d) => { stderr += d })
+    const exited = new Promise((r) => child.once('exit', r))
     try {
       let ok = false
       for (let i = 0; i < 100 && !ok; i++) {
@@ -45,7 +46,7 @@ test('envd-bundle runs in an empty root filesystem', { skip: !isRoot && 'chroot 
       assert.equal(body.entries[0].owner, 'root')
     } finally {
       child.kill('SIGTERM')
-      await new Promise((r) => child.once('exit', r))
+      await exited
     }
   } finally {
     rmSync(root, { recursive: true, force: true })
