@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include "common/macro.h"
+#include "json/jsonx.h"
 
 static const char *const code_names[_CONNECT_CODE_MAX] = {
 	[CONNECT_CANCELED] = "canceled",
@@ -137,8 +138,8 @@ long connect_envelope_parse(const void *buf, size_t len, size_t max_payload, uin
 json_t *connect_error_json(enum connect_code code, const char *message)
 {
 	const char *name = connect_code_name(code);
-	return json_pack("{s:s, s:s}", "code", name ? name : "unknown", "message",
-			 message ? message : "");
+	return json_pack("{s:s, s:o}", "code", name ? name : "unknown", "message",
+			 jsonx_string_lossy(message ? message : ""));
 }
 
 int connect_end_stream_append(struct strbuf *out, enum connect_code code, const char *message)

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include "common/log.h"
+#include "json/jsonx.h"
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -258,7 +259,7 @@ int http_respond_error(struct http_req *req, unsigned status, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	json_t *j = json_pack("{s:i, s:s}", "code", (int)status, "message", msg);
+	json_t *j = json_pack("{s:i, s:o}", "code", (int)status, "message", jsonx_string_lossy(msg));
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (s) {

@@ -31,5 +31,8 @@ char *base64_encode(const void *data, size_t len, bool pad);
 /* Accepts standard and url-safe alphabets, with or without padding. Caller frees *out. */
 int base64_decode(const char *s, size_t slen, unsigned char **out, size_t *outlen);
 
+/* A JSON string; bytes that are not UTF-8 become U+FFFD (jansson refuses them). New ref. */
+json_t *jsonx_string_lossy(const char *s);
+
 /* Serialises compactly; caller frees. NULL on allocation failure. */
 char *jsonx_dump(const json_t *j);

@@ -229,66 +229,11 @@ static char *broken_link_target(int dirfd, const char *name, const char *path)
 }
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t n;
-	unsigned cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
 
-json_t *entry_json_string(const char *s)
-{
-	json_t *v = json_string(s);
-	if (v)
-		return v;
-	/* Not UTF-8: a lossy name beats a missing entry. */
-	size_t len = strlen(s);
-	_cleanup_free_ char *buf = malloc(len * 3 + 1);
-	if (!buf)
-		return NULL;
-	size_t o = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
-		size_t n = utf8_seq_len(p);
-		if (n) {
-			memcpy(buf + o, p, n);
-			o += n;
-			p += n;
-		} else {
-			memcpy(buf + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			p++;
-		}
-	}
-	buf[o] = 0;
-	return json_string(buf);
-}
 
 static int set_str(json_t *obj, const char *key, const char *value)
 {
-	return json_object_set_new(obj, key, entry_json_string(value));
+	return json_object_set_new(obj, key, jsonx_string_lossy(value));
 }
 
 static int build_entry(const struct stat *lst, const struct stat *st, const char *path,

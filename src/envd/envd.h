@@ -181,9 +181,6 @@ int entry_info_json_at(int dirfd, const char *name, const char *path,
 		       struct entry_name_cache *cache, json_t **out);
 /* entry_info_json_at(AT_FDCWD, abs_path, abs_path, NULL, out); -EINVAL for a relative path. */
 int entry_info_json(const char *abs_path, json_t **out);
-/* A JSON string of arbitrary bytes (file names are not always UTF-8): invalid sequences become
- * U+FFFD. New reference, NULL only on allocation failure. */
-json_t *entry_json_string(const char *s);
 
 /* Filesystem events (watch.c): the fsnotify-style ops one inotify mask stands for. */
 enum fs_event_type {

@@ -306,7 +306,7 @@ static json_t *event_json(struct watcher *w, const char *rel, enum fs_event_type
 	json_t *ev = json_object();
 	if (!ev)
 		return NULL;
-	json_object_set_new(ev, "name", entry_json_string(*rel ? rel : "."));
+	json_object_set_new(ev, "name", jsonx_string_lossy(*rel ? rel : "."));
 	json_object_set_new(ev, "type", json_string(fs_event_type_name(type)));
 	if (w->include_entry &&
 	    (type == FS_EVENT_CREATE || type == FS_EVENT_WRITE || type == FS_EVENT_CHMOD)) {

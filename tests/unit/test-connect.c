@@ -127,17 +127,16 @@ static void test_end_stream(void)
 	is_str(json_string_value(json_object_get(j, "message")), "go away", "error json: message");
 	json_decref(j);
 
-	/* Messages echo client input (paths, commands), which need not be UTF-8. envd (Go) replaces
-	 * invalid sequences with U+FFFD; jansson refuses such strings, so the error is lost.
-	 * Remove the TODO with the fix. */
-	todo_start("connect_error_json returns NULL for a non-UTF-8 message");
+	/* Messages echo client input (paths, commands), which need not be UTF-8: invalid sequences
+	 * become U+FFFD, as in envd (Go). */
 	j = connect_error_json(CONNECT_NOT_FOUND, "no such file: /tmp/\xff\xfe");
 	ok(j != NULL, "error json: non-UTF-8 message still yields an error body");
+	is_str(json_string_value(json_object_get(j, "message")),
+	       "no such file: /tmp/\xef\xbf\xbd\xef\xbf\xbd", "error json: U+FFFD replacements");
 	json_decref(j);
 	strbuf_reset(&sb);
 	ok(connect_end_stream_append(&sb, CONNECT_NOT_FOUND, "/tmp/\xc3") == 0,
 	   "end-stream error: non-UTF-8 message still yields an end-stream");
-	todo_end();
 
 	j = connect_error_json((enum connect_code)999, "x");
 	is_str(json_string_value(json_object_get(j, "code")), "unknown",

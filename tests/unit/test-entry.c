@@ -56,8 +56,8 @@ static void test_file_type(void)
 
 static void check_json_string(const char *in, const char *want, const char *what)
 {
-	_cleanup_json_ json_t *j = entry_json_string(in);
-	is_str(json_string_value(j), want, "entry_json_string: %s", what);
+	_cleanup_json_ json_t *j = jsonx_string_lossy(in);
+	is_str(json_string_value(j), want, "jsonx_string_lossy: %s", what);
 }
 
 static void test_json_string(void)
@@ -89,7 +89,8 @@ static void check_events(uint32_t mask, const enum fs_event_type *want, size_t n
 {
 	enum fs_event_type got[8];
 	size_t n = watch_mask_to_events(mask, got, ELEMENTSOF(got));
-	ok(n == nwant && memcmp(got, want, n * sizeof(*got)) == 0, "watch_mask_to_events: %s",
+	ok(n == nwant && (n == 0 || memcmp(got, want, n * sizeof(*got)) == 0),
+	   "watch_mask_to_events: %s",
 	   what);
 }
 
