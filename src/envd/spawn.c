@@ -2,7 +2,9 @@
  * raw system calls (envd is multithreaded, so nothing that may take a lock after fork). */
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -66,9 +68,19 @@ static int open_pty(unsigned short cols, unsigned short rows, int *master, int *
 	return 0;
 }
 
-static _Noreturn void child(const struct spawn_request *sr, const char *path, int in, int out,
-			    int err, int errpipe)
+struct child_args {
+	const struct spawn_request *sr;
+	const char *path;
+	int in, out, err;
+	int child_errno; /* written by the child (shared memory until exec) */
+};
+
+/* Runs in the child, which shares envd's memory until execve (CLONE_VM | CLONE_VFORK, like
+ * posix_spawn): only system calls, no allocation, no locks. */
+__attribute__((no_sanitize_address)) static int child(void *arg)
 {
+	struct child_args *a = arg;
+	const struct spawn_request *sr = a->sr;
 	sigset_t all;
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
@@ -76,10 +88,9 @@ static _Noreturn void child(const struct spawn_request *sr, const char *path, in
 	for (int sig = 1; sig < NSIG; sig++)
 		sigaction(sig, &dfl, NULL);
 
-	int e = 0;
 	if (setsid() < 0)
 		goto fail;
-	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)
 		goto fail;
 	if (sr->pty && ioctl(0, TIOCSCTTY, 0) < 0)
 		goto fail;
@@ -92,10 +103,9 @@ static _Noreturn void child(const struct spawn_request *sr, const char *path, in
 	}
 	if (chdir(sr->cwd) < 0)
 		goto fail;
-	execve(path, (char *const *)sr->argv, (char *const *)sr->envp);
+	execve(a->path, (char *const *)sr->argv, (char *const *)sr->envp);
 fail:
-	e = errno;
-	(void)!write(errpipe, &e, sizeof(e));
+	a->child_errno = errno ? errno : EIO;
 	_exit(127);
 }
 
@@ -103,17 +113,11 @@ int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char
 {
 	int fds[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
 	enum { IN_R, IN_W, OUT_R, OUT_W, ERR_R, ERR_W, PTY_M, PTY_S };
-	_cleanup_close_ int errpipe_r = -1, errpipe_w = -1;
 	_cleanup_free_ char *path = resolve_command(sr->cmd, sr->envp);
 	int r;
 
 	if (!path)
 		return -ENOMEM;
-	int ep[2];
-	if (pipe2(ep, O_CLOEXEC) < 0)
-		return -errno;
-	errpipe_r = ep[0];
-	errpipe_w = ep[1];
 
 	if (sr->pty) {
 		r = open_pty(sr->cols, sr->rows, &fds[PTY_M], &fds[PTY_S]);
@@ -141,22 +145,30 @@ int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char
 		fds[ERR_W] = p[1];
 	}
 
-	pid_t pid = fork();
-	if (pid < 0)
+	struct child_args args = {
+		.sr = sr,
+		.path = path,
+		.in = sr->pty ? fds[PTY_S] : fds[IN_R],
+		.out = sr->pty ? fds[PTY_S] : fds[OUT_W],
+		.err = sr->pty ? fds[PTY_S] : fds[ERR_W],
+	};
+	/* The parent is suspended until the child has exec'd or exited, so this stack only has
+	 * to live across clone(). */
+	const size_t stack_size = 64 * 1024;
+	void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
 		goto fail_errno;
-	if (pid == 0) {
-		if (sr->pty)
-			child(sr, path, fds[PTY_S], fds[PTY_S], fds[PTY_S], errpipe_w);
-		child(sr, path, fds[IN_R], fds[OUT_W], fds[ERR_W], errpipe_w);
+	pid_t pid = clone(child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD,
+			  &args);
+	int clone_errno = errno;
+	munmap(stack, stack_size);
+	if (pid < 0) {
+		errno = clone_errno;
+		goto fail_errno;
 	}
-	close(errpipe_w);
-	errpipe_w = -1;
-	int child_errno = 0;
-	ssize_t n;
-	do
-		n = read(errpipe_r, &child_errno, sizeof(child_errno));
-	while (n < 0 && errno == EINTR);
-	if (n == sizeof(child_errno)) {
+	int child_errno = __atomic_load_n(&args.child_errno, __ATOMIC_SEQ_CST);
+	if (child_errno) {
 		waitpid(pid, NULL, 0);
 		errno = child_errno;
 		*msg = rpc_msg("error starting process '%s': fork/exec %s: %s", sr->cmd, path,
