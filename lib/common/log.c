@@ -68,7 +68,8 @@ int log_full_errno(enum log_level level, int r, const char *fmt, ...)
 
 	pthread_mutex_lock(&log_lock);
 	if (log_json) {
-		fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":\"",
+		fprintf(stderr,
+			"{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"program\":\"%s\",\"msg\":\"",
 			when, ts.tv_nsec / 1000000, level_names[level], log_program);
 		json_escape_to(stderr, msg);
 		fputs("\"}\n", stderr);

@@ -13,10 +13,10 @@ bool log_level_parse(const char *s, enum log_level *out);
 /* Logs and returns `r` (a negative errno); `%m` in fmt prints strerror(-r). */
 int log_full_errno(enum log_level level, int r, const char *fmt, ...) _printf_(3, 4);
 
-#define log_debug(...) log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
-#define log_info(...)  log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__)
-#define log_warn(...)  log_full_errno(LOG_LEVEL_WARN, 0, __VA_ARGS__)
-#define log_error(...) log_full_errno(LOG_LEVEL_ERROR, 0, __VA_ARGS__)
+#define log_debug(...)		log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)		log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__)
+#define log_warn(...)		log_full_errno(LOG_LEVEL_WARN, 0, __VA_ARGS__)
+#define log_error(...)		log_full_errno(LOG_LEVEL_ERROR, 0, __VA_ARGS__)
 #define log_debug_errno(r, ...) log_full_errno(LOG_LEVEL_DEBUG, (r), __VA_ARGS__)
-#define log_warn_errno(r, ...)  log_full_errno(LOG_LEVEL_WARN, (r), __VA_ARGS__)
+#define log_warn_errno(r, ...)	log_full_errno(LOG_LEVEL_WARN, (r), __VA_ARGS__)
 #define log_error_errno(r, ...) log_full_errno(LOG_LEVEL_ERROR, (r), __VA_ARGS__)

@@ -10,8 +10,8 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_     __attribute__((unused))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
@@ -19,17 +19,17 @@
 #define MAX(a, b)     ((a) > (b) ? (a) : (b))
 
 /* Move ownership out of a cleanup-guarded variable. */
-#define TAKE_PTR(p)                                                                                \
-	({                                                                                         \
-		__typeof__(p) _take_tmp = (p);                                                     \
-		(p) = NULL;                                                                        \
-		_take_tmp;                                                                         \
+#define TAKE_PTR(p)                            \
+	({                                     \
+		__typeof__(p) _take_tmp = (p); \
+		(p) = NULL;                    \
+		_take_tmp;                     \
 	})
-#define TAKE_FD(fd)                                                                                \
-	({                                                                                         \
-		int _take_fd = (fd);                                                               \
-		(fd) = -1;                                                                         \
-		_take_fd;                                                                          \
+#define TAKE_FD(fd)                  \
+	({                           \
+		int _take_fd = (fd); \
+		(fd) = -1;           \
+		_take_fd;            \
 	})
 
 static inline void freep(void *p)

@@ -5,10 +5,11 @@
 #include <sys/types.h>
 #include "macro.h"
 
-uint64_t now_usec(void);          /* CLOCK_MONOTONIC */
+uint64_t now_usec(void);	  /* CLOCK_MONOTONIC */
 uint64_t now_realtime_usec(void); /* CLOCK_REALTIME */
 
-/* Formats a unix time (seconds + nanoseconds) as RFC 3339 in UTC, with nanoseconds when non-zero. */
+/* Formats a unix time (seconds + nanoseconds) as RFC 3339 in UTC, with nanoseconds when non-zero.
+ */
 void format_rfc3339(char *buf, size_t size, int64_t sec, long nsec);
 /* Parses RFC 3339 ("2026-01-02T03:04:05.123Z", offsets allowed). Returns 0 or -EINVAL. */
 int parse_rfc3339(const char *s, int64_t *sec, long *nsec);

@@ -140,18 +140,17 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 	(void)sl;
 
 	s->daemon = MHD_start_daemon(
-		flags, cfg->port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &ss,
-		MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)0, MHD_OPTION_CONNECTION_LIMIT,
-		cfg->connection_limit ? cfg->connection_limit : 1024u,
-		MHD_OPTION_THREAD_STACK_SIZE,
-		cfg->thread_stack_size ? cfg->thread_stack_size : (size_t)256 * 1024,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER,
-		mhd_log, NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
-		MHD_OPTION_END);
+	    flags, cfg->port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &ss,
+	    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)0, MHD_OPTION_CONNECTION_LIMIT,
+	    cfg->connection_limit ? cfg->connection_limit : 1024u, MHD_OPTION_THREAD_STACK_SIZE,
+	    cfg->thread_stack_size ? cfg->thread_stack_size : (size_t)256 * 1024,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	    NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024, MHD_OPTION_END);
 	if (!s->daemon)
 		return -EADDRINUSE;
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	const union MHD_DaemonInfo *info =
+	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info ? info->port : cfg->port;
 	*out = TAKE_PTR(s);
 	return 0;
@@ -221,7 +220,7 @@ int http_respond_buffer(struct http_req *req, unsigned status, const char *conte
 			const void *data, size_t len)
 {
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+	    MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return -ENOMEM;
 	if (content_type)
@@ -243,7 +242,7 @@ int http_respond_json(struct http_req *req, unsigned status, json_t *j)
 	if (!s)
 		return http_respond_error(req, 500, "out of memory");
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	    MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(s);
 		return -ENOMEM;
@@ -259,12 +258,13 @@ int http_respond_error(struct http_req *req, unsigned status, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	json_t *j = json_pack("{s:i, s:o}", "code", (int)status, "message", jsonx_string_lossy(msg));
+	json_t *j =
+	    json_pack("{s:i, s:o}", "code", (int)status, "message", jsonx_string_lossy(msg));
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (s) {
 		struct MHD_Response *resp =
-			MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+		    MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
 		if (resp) {
 			MHD_add_response_header(resp, "Content-Type",
 						"application/json; charset=utf-8");

@@ -29,9 +29,9 @@ struct http_req {
 	struct MHD_Connection *conn;
 	const char *method;
 	const char *path;
-	void *userdata;	/* the server's */
+	void *userdata; /* the server's */
 	const struct http_route *route;
-	void *state;	/* the route's */
+	void *state; /* the route's */
 	struct strbuf body;
 	size_t body_limit;
 	bool responded;
@@ -77,4 +77,4 @@ int http_respond_buffer(struct http_req *req, unsigned status, const char *conte
 int http_respond_json(struct http_req *req, unsigned status, json_t *j);
 /* {"code": status, "message": message} with status; returns -EPROTO so callers can propagate. */
 int http_respond_error(struct http_req *req, unsigned status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));

@@ -16,7 +16,8 @@ static inline void jsonx_decrefp(json_t **j)
 /* Looks a field up by its JSON name, then by its proto (snake_case) name. Borrowed reference. */
 json_t *jsonx_field(const json_t *obj, const char *camel, const char *snake);
 
-/* Reads a string field; *out is borrowed (NULL when absent). -EINVAL if present but not a string. */
+/* Reads a string field; *out is borrowed (NULL when absent). -EINVAL if present but not a string.
+ */
 int jsonx_get_string(const json_t *obj, const char *camel, const char *snake, const char **out);
 /* Reads an unsigned integer given as a number or a decimal string. -ENOENT when absent. */
 int jsonx_get_u64(const json_t *obj, const char *camel, const char *snake, uint64_t *out);

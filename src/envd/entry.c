@@ -230,7 +230,6 @@ static char *broken_link_target(int dirfd, const char *name, const char *path)
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
 
-
 static int set_str(json_t *obj, const char *key, const char *value)
 {
 	return json_object_set_new(obj, key, jsonx_string_lossy(value));

@@ -11,7 +11,7 @@
 #include "json/jsonx.h"
 
 /* The version of E2B's envd whose behaviour (all SDK gates up to it) this envd meets. */
-#define ENVD_VERSION "0.6.4"
+#define ENVD_VERSION	  "0.6.4"
 #define ENVD_DEFAULT_PORT 49983
 
 struct process_table;
@@ -20,10 +20,10 @@ struct watch_table;
 /* Settings that /init (or --config) may replace at run time; guarded by envd.lock. */
 struct envd {
 	pthread_rwlock_t lock;
-	char *access_token;	/* NULL: no auth */
-	json_t *env_vars;	/* object of string → string, never NULL */
-	char *default_user;	/* NULL: the user envd runs as */
-	char *default_workdir;	/* NULL: the user's home */
+	char *access_token;    /* NULL: no auth */
+	json_t *env_vars;      /* object of string → string, never NULL */
+	char *default_user;    /* NULL: the user envd runs as */
+	char *default_workdir; /* NULL: the user's home */
 
 	struct process_table *procs;
 	struct watch_table *watches;
@@ -72,7 +72,8 @@ void fsid_leave(void);
 /* ---- paths (paths.c) ---- */
 /*
  * Expands a path as envd does: "~" and "~/x" → home, relative → under home (never `base`),
- * "" → `base` (the default workdir) when given, else home. The result is absolute and normalised ("." and
+ * "" → `base` (the default workdir) when given, else home. The result is absolute and normalised
+ * ("." and
  * ".." folded lexically, repeated slashes removed). Caller frees *out. -EINVAL for bad paths
  * (embedded NUL, "~other").
  */
@@ -154,7 +155,8 @@ void watch_table_free(struct watch_table *t);
 /* ---- entries (entry.c) ---- */
 /* Room for Go's os.FileMode.String() of any st_mode ("dLrwxrwxrwx"-style, NUL included). */
 #define ENTRY_MODE_STRING_MAX 24
-/* Go's os.FileMode.String() of a st_mode: "-rw-r--r--", "drwxr-xr-x", "Lrwxrwxrwx", "dtrwxrwxrwx". */
+/* Go's os.FileMode.String() of a st_mode: "-rw-r--r--", "drwxr-xr-x", "Lrwxrwxrwx", "dtrwxrwxrwx".
+ */
 void entry_mode_string(mode_t mode, char *buf, size_t size);
 /* "FILE_TYPE_FILE", "FILE_TYPE_DIRECTORY", "FILE_TYPE_SYMLINK", or NULL (unspecified). Static. */
 const char *entry_file_type_name(mode_t mode);
@@ -202,8 +204,8 @@ size_t watch_mask_to_events(uint32_t mask, enum fs_event_type *out, size_t max);
 const char *fs_event_type_name(enum fs_event_type type);
 
 /* Shared request prologue of the filesystem RPCs (filesystem_rpc.c): resolves the caller's user
- * into *u and expands the string field `field` of `in` into *abs (caller frees). Returns CONNECT_OK,
- * or an error code with *msg (malloc'd). */
+ * into *u and expands the string field `field` of `in` into *abs (caller frees). Returns
+ * CONNECT_OK, or an error code with *msg (malloc'd). */
 enum connect_code fs_request_path(struct rpc_ctx *ctx, const json_t *in, const char *field,
 				  struct user_info *u, char **abs, char **msg);
 
@@ -218,10 +220,10 @@ enum connect_code watch_remove_rpc(struct rpc_ctx *ctx, const json_t *in, json_t
 				   char **msg);
 
 /* ---- HTTP endpoints ---- */
-extern const struct http_route files_route;	/* GET/POST /files */
-extern const struct http_route init_route;	/* POST /init */
-extern const struct http_route envs_route;	/* GET /envs */
-extern const struct http_route metrics_route;	/* GET /metrics */
+extern const struct http_route files_route;   /* GET/POST /files */
+extern const struct http_route init_route;    /* POST /init */
+extern const struct http_route envs_route;    /* GET /envs */
+extern const struct http_route metrics_route; /* GET /metrics */
 
 /* ---- /files uploads and downloads (multipart.c, files_http.c, control_http.c) ---- */
 /* Limits a client can reach on POST /files (xattr names are "user.e2b." + key, at most 255). */

@@ -207,8 +207,8 @@ static struct MHD_Response *gzip_response(int fd)
 	if (!g)
 		return NULL;
 	/* windowBits 16+15: a gzip wrapper. memLevel 8 keeps deflate's state near 256 KiB. */
-	if (deflateInit2(&g->z, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8,
-			 Z_DEFAULT_STRATEGY) != Z_OK) {
+	if (deflateInit2(&g->z, Z_BEST_SPEED, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK) {
 		free(g);
 		return NULL;
 	}

@@ -34,7 +34,8 @@ static const struct http_route *router(struct http_req *req)
 	if (streq(p, "/health"))
 		return streq(m, "GET") || streq(m, "HEAD") ? &health_route : NULL;
 	if (streq(p, "/files"))
-		return streq(m, "GET") || streq(m, "HEAD") || streq(m, "POST") ? &files_route : NULL;
+		return streq(m, "GET") || streq(m, "HEAD") || streq(m, "POST") ? &files_route
+									       : NULL;
 	if (streq(p, "/init"))
 		return streq(m, "POST") ? &init_route : NULL;
 	if (streq(p, "/envs"))

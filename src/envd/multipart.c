@@ -41,7 +41,8 @@ struct upload {
 	bool skip_part;	 /* the current part is not named "file" */
 	unsigned parts;
 	/* libmicrohttpd may announce a part with an empty call at offset 0 and then deliver its
-	 * first bytes at offset 0 again: such a call continues the part rather than starting one. */
+	 * first bytes at offset 0 again: such a call continues the part rather than starting one.
+	 */
 	bool part_empty_so_far;
 	char *part_filename;
 	struct upload_error err;
@@ -671,8 +672,9 @@ int upload_part(struct upload *up, const char *name, const char *filename, const
 {
 	if (up->err.status)
 		return -EIO;
-	bool continues = off == 0 && up->parts > 0 && up->part_empty_so_far &&
-			 streq(filename ? filename : "", up->part_filename ? up->part_filename : "");
+	bool continues =
+	    off == 0 && up->parts > 0 && up->part_empty_so_far &&
+	    streq(filename ? filename : "", up->part_filename ? up->part_filename : "");
 	if (off == 0 && !continues) {
 		free(up->part_filename);
 		up->part_filename = strdup(filename ? filename : "");

@@ -15,9 +15,9 @@
 #include "common/util.h"
 
 #define EXITED_RETENTION_USEC (30u * 1000000u)
-#define PIPE_CHUNK (32 * 1024)
-#define PTY_CHUNK  (16 * 1024)
-#define MAX_PROCESSES 4096
+#define PIPE_CHUNK	      (32 * 1024)
+#define PTY_CHUNK	      (16 * 1024)
+#define MAX_PROCESSES	      4096
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -161,13 +161,20 @@ void proc_status_string(int code, int si_code, char *buf, size_t size)
 {
 	/* Go's os.ProcessState.String() names, which envd reports. */
 	static const char *const names[] = {
-		[SIGHUP] = "hangup",		 [SIGINT] = "interrupt",
-		[SIGQUIT] = "quit",		 [SIGILL] = "illegal instruction",
-		[SIGTRAP] = "trace/breakpoint trap", [SIGABRT] = "aborted",
-		[SIGBUS] = "bus error",		 [SIGFPE] = "floating point exception",
-		[SIGKILL] = "killed",		 [SIGUSR1] = "user defined signal 1",
-		[SIGSEGV] = "segmentation fault", [SIGUSR2] = "user defined signal 2",
-		[SIGPIPE] = "broken pipe",	 [SIGALRM] = "alarm clock",
+		[SIGHUP] = "hangup",
+		[SIGINT] = "interrupt",
+		[SIGQUIT] = "quit",
+		[SIGILL] = "illegal instruction",
+		[SIGTRAP] = "trace/breakpoint trap",
+		[SIGABRT] = "aborted",
+		[SIGBUS] = "bus error",
+		[SIGFPE] = "floating point exception",
+		[SIGKILL] = "killed",
+		[SIGUSR1] = "user defined signal 1",
+		[SIGSEGV] = "segmentation fault",
+		[SIGUSR2] = "user defined signal 2",
+		[SIGPIPE] = "broken pipe",
+		[SIGALRM] = "alarm clock",
 		[SIGTERM] = "terminated",
 	};
 	if (si_code == CLD_EXITED) {
@@ -176,7 +183,8 @@ void proc_status_string(int code, int si_code, char *buf, size_t size)
 	}
 	const char *name = code > 0 && code < (int)ELEMENTSOF(names) ? names[code] : NULL;
 	if (name)
-		snprintf(buf, size, "signal: %s%s", name, si_code == CLD_DUMPED ? " (core dumped)" : "");
+		snprintf(buf, size, "signal: %s%s", name,
+			 si_code == CLD_DUMPED ? " (core dumped)" : "");
 	else
 		snprintf(buf, size, "signal: signal %d%s", code,
 			 si_code == CLD_DUMPED ? " (core dumped)" : "");
@@ -449,8 +457,8 @@ void proc_list(struct process_table *t, json_t *arr)
 	for (struct proc *p = t->list; p; p = p->next) {
 		pthread_mutex_lock(&p->lock);
 		if (!p->ended) {
-			json_t *info = json_pack("{s:O, s:i}", "config", p->config, "pid",
-						 (json_int_t)p->pid);
+			json_t *info =
+			    json_pack("{s:O, s:i}", "config", p->config, "pid", (json_int_t)p->pid);
 			if (info && p->tag)
 				json_object_set_new(info, "tag", json_string(p->tag));
 			if (info)

@@ -9,13 +9,13 @@ struct spawn_request {
 	const char *cmd;
 	const char *const *argv; /* NULL-terminated, argv[0] included */
 	const char *const *envp; /* NULL-terminated */
-	const char *cwd;         /* absolute, must exist */
+	const char *cwd;	 /* absolute, must exist */
 	const struct user_info *user;
 	bool pty;
 	unsigned short cols, rows;
 	bool want_stdin;
-	const char *tag;   /* may be NULL */
-	json_t *config;    /* ProcessConfig as received; stolen */
+	const char *tag; /* may be NULL */
+	json_t *config;	 /* ProcessConfig as received; stolen */
 };
 
 /*

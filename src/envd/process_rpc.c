@@ -9,13 +9,15 @@
 #define MAX_ARGS 4096
 #define MAX_ENVS 4096
 
-static const char *const default_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+static const char *const default_path =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 static enum connect_code resolve_user(struct rpc_ctx *ctx, struct user_info *u, char **msg)
 {
 	int r = user_resolve(ctx->user, u);
 	if (r == -EPERM) {
-		*msg = rpc_msg("envd is not running as root and cannot act as user '%s'", ctx->user);
+		*msg =
+		    rpc_msg("envd is not running as root and cannot act as user '%s'", ctx->user);
 		return CONNECT_PERMISSION_DENIED;
 	}
 	if (r < 0) {
@@ -80,8 +82,7 @@ static int env_merge(struct strv *env, const json_t *obj)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)obj, k, v)
-	{
+	json_object_foreach ((json_t *)obj, k, v) {
 		if (!json_is_string(v) || !*k || strchr(k, '='))
 			return -EINVAL;
 		int r = env_set(env, k, json_string_value(v));
@@ -173,8 +174,7 @@ static enum connect_code start(struct rpc_ctx *ctx, const json_t *in, struct rpc
 	r = strv_push(&argv, strdup(cmd));
 	size_t i;
 	json_t *a;
-	json_array_foreach(args, i, a)
-	{
+	json_array_foreach (args, i, a) {
 		if (r < 0)
 			break;
 		r = json_is_string(a) ? strv_push(&argv, strdup(json_string_value(a))) : -EINVAL;
@@ -245,8 +245,8 @@ static enum connect_code select_proc(const json_t *in, bool exited, struct proc 
 	return CONNECT_OK;
 }
 
-static enum connect_code connect_stream(struct rpc_ctx *ctx, const json_t *in,
-					struct rpc_stream *s, char **msg)
+static enum connect_code connect_stream(struct rpc_ctx *ctx, const json_t *in, struct rpc_stream *s,
+					char **msg)
 {
 	struct proc *p;
 	enum connect_code code = select_proc(in, true, &p, msg);
@@ -330,8 +330,8 @@ static enum connect_code send_signal(struct rpc_ctx *ctx, const json_t *in, json
 		 (json_integer_value(sig) == SIGKILL || json_integer_value(sig) == SIGTERM))
 		signo = (int)json_integer_value(sig);
 	if (!signo) {
-		*msg = rpc_msg("invalid signal: %s", json_is_string(sig) ? json_string_value(sig)
-									: "SIGNAL_UNSPECIFIED");
+		*msg = rpc_msg("invalid signal: %s",
+			       json_is_string(sig) ? json_string_value(sig) : "SIGNAL_UNSPECIFIED");
 		return CONNECT_UNIMPLEMENTED;
 	}
 	struct proc *p;
@@ -363,8 +363,9 @@ static enum connect_code close_stdin(struct rpc_ctx *ctx, const json_t *in, json
 	int r = proc_close_stdin(p);
 	proc_unref(p);
 	if (r == -ENOTTY) {
-		*msg = rpc_msg("error closing stdin: cannot close stdin for PTY process \u2014 send "
-			       "Ctrl+D (0x04) instead");
+		*msg =
+		    rpc_msg("error closing stdin: cannot close stdin for PTY process \u2014 send "
+			    "Ctrl+D (0x04) instead");
 		return CONNECT_UNKNOWN;
 	}
 	*resp = json_object();

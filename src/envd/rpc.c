@@ -4,7 +4,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RPC_MAX_BODY (16u << 20)
+#define RPC_MAX_BODY	      (16u << 20)
 #define KEEPALIVE_DEFAULT_SEC 90
 
 struct rpc_stream *rpc_stream_new(uint64_t keepalive_usec, uint64_t deadline, int sock);
@@ -139,9 +139,9 @@ static int finish_stream(struct http_req *req, const struct rpc_method *m, struc
 		deadline = now_usec() + ms * 1000u;
 	}
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	struct rpc_stream *s =
-		rpc_stream_new(keepalive_interval(req), deadline, ci ? ci->connect_fd : -1);
+	    rpc_stream_new(keepalive_interval(req), deadline, ci ? ci->connect_fd : -1);
 	if (!s)
 		return respond_stream_error(req, CONNECT_RESOURCE_EXHAUSTED, "out of memory");
 	enum connect_code code = m->stream(ctx, in, s, &msg);
@@ -150,7 +150,7 @@ static int finish_stream(struct http_req *req, const struct rpc_method *m, struc
 		return respond_stream_error(req, code, msg ? msg : connect_code_name(code));
 	}
 	struct MHD_Response *resp = MHD_create_response_from_callback(
-		MHD_SIZE_UNKNOWN, 64 * 1024, rpc_stream_read, s, rpc_stream_finished);
+	    MHD_SIZE_UNKNOWN, 64 * 1024, rpc_stream_read, s, rpc_stream_finished);
 	if (!resp) {
 		rpc_stream_finished(s);
 		return -ENOMEM;

@@ -38,7 +38,8 @@ static char *resolve_command(const char *cmd, const char *const *envp)
 	while (*path) {
 		const char *end = strchrnul(path, ':');
 		char *cand = NULL;
-		if (asprintf(&cand, "%.*s/%s", (int)(end - path), end == path ? "." : path, cmd) < 0)
+		if (asprintf(&cand, "%.*s/%s", (int)(end - path), end == path ? "." : path, cmd) <
+		    0)
 			return NULL;
 		if (access(cand, X_OK) == 0)
 			return cand;
@@ -159,8 +160,8 @@ int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
 	if (stack == MAP_FAILED)
 		goto fail_errno;
-	pid_t pid = clone(child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD,
-			  &args);
+	pid_t pid =
+	    clone(child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 	int clone_errno = errno;
 	munmap(stack, stack_size);
 	if (pid < 0) {

@@ -26,7 +26,7 @@ struct rpc_stream {
 	uint64_t keepalive_usec;
 	uint64_t next_keepalive;
 	uint64_t deadline; /* monotonic usec, 0 = none */
-	int sock;          /* the client connection, to notice it closing; -1 unknown */
+	int sock;	   /* the client connection, to notice it closing; -1 unknown */
 	char *keepalive_json;
 	void (*deadline_cb)(void *);
 	void *deadline_data;

@@ -90,8 +90,7 @@ static void check_events(uint32_t mask, const enum fs_event_type *want, size_t n
 	enum fs_event_type got[8];
 	size_t n = watch_mask_to_events(mask, got, ELEMENTSOF(got));
 	ok(n == nwant && (n == 0 || memcmp(got, want, n * sizeof(*got)) == 0),
-	   "watch_mask_to_events: %s",
-	   what);
+	   "watch_mask_to_events: %s", what);
 }
 
 static void test_watch_mask(void)
