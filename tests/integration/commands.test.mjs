@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 
 import { AuthenticationError, CommandExitError, InvalidArgumentError, TimeoutError } from 'e2b';
 
-import { currentUser, debugSandbox, passwdEntry, sha256, sleep, startEnvd, waitFor } from './helpers.mjs';
+import { currentUser, debugSandbox, passwdEntry, sha256, sleep, startEnvd, waitFor, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 let envd;
@@ -19,11 +19,7 @@ before(async () => {
   sbx = await debugSandbox();
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 /** Asserts the pid no longer exists (killed and reaped). */
 async function assertGone(pid) {

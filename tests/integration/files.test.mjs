@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 
 import { CommandExitError, FileNotFoundError, InvalidArgumentError } from 'e2b';
 
-import { currentUser, debugSandbox, passwdEntry, sha256, startEnvd } from './helpers.mjs';
+import { currentUser, debugSandbox, passwdEntry, sha256, startEnvd, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 let envd;
@@ -24,11 +24,7 @@ before(async () => {
   sbx = await debugSandbox();
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 test('write text returns WriteInfo; read it back as text', T, async () => {
   const file = p('hello.txt');

@@ -2,6 +2,7 @@
 // sandboxes pointed at it. Every test file starts its own envd; the suite runs files one at
 // a time (node --test --test-concurrency=1) because debug mode always talks to
 // localhost:49983.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -192,4 +193,11 @@ export async function waitFor(fn, { timeout = 5000, interval = 25, what = 'condi
     await sleep(interval);
   }
   throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+}
+
+/** Stops an envd from startEnvd() and asserts it exited cleanly (code 0 within 5 s of SIGTERM). */
+export async function stopChecked(envd) {
+  const res = await envd?.stop();
+  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
+  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
 }

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 
 import { InvalidArgumentError } from 'e2b';
 
-import { connectUnary, debugSandbox, startEnvd } from './helpers.mjs';
+import { connectUnary, debugSandbox, startEnvd, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 let envd;
@@ -19,11 +19,7 @@ before(async () => {
   sbx = await debugSandbox();
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 /** One Connect server-stream call; returns { status, contentType, messages[], end }. */
 async function connectStream(method, body, headers = {}) {

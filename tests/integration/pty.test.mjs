@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 
 import { CommandExitError, SandboxError } from 'e2b';
 
-import { debugSandbox, startEnvd, waitFor } from './helpers.mjs';
+import { debugSandbox, startEnvd, waitFor, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 const enc = new TextEncoder();
@@ -16,11 +16,7 @@ before(async () => {
   sbx = await debugSandbox();
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 /** Creates a PTY that collects its output as text. */
 async function createPty(opts = {}) {

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 
 import { AuthenticationError, getSignature } from 'e2b';
 
-import { connectUnary, freePort, startEnvd, tokenSandbox } from './helpers.mjs';
+import { connectUnary, freePort, startEnvd, tokenSandbox, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 // The token of the SDK's own signature test vector.
@@ -29,11 +29,7 @@ before(async () => {
   sbx = tokenSandbox({ url: envd.url, accessToken: TOKEN });
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 test('the SDK signature matches the published test vector', T, async () => {
   const sig = await getSignature({ path: 'hello.txt', operation: 'read', user: 'user', envdAccessToken: TOKEN });

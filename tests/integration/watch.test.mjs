@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 
 import { FileNotFoundError, FilesystemEventType, SandboxError } from 'e2b';
 
-import { debugSandbox, sleep, startEnvd, waitFor } from './helpers.mjs';
+import { debugSandbox, sleep, startEnvd, waitFor, stopChecked } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 let envd;
@@ -18,11 +18,7 @@ before(async () => {
   sbx = await debugSandbox();
 });
 
-after(async () => {
-  const res = await envd?.stop();
-  assert.equal(res?.timedOut, undefined, 'envd did not exit within 5 s of SIGTERM');
-  assert.equal(res?.code, 0, `envd exit: ${JSON.stringify(res)}`);
-});
+after(() => stopChecked(envd));
 
 function collector() {
   const events = [];
