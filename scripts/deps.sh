@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 packages=(
 	gcc make meson ninja-build pkg-config
 	libmicrohttpd-dev libjansson-dev libssl-dev zlib1g-dev libgnutls28-dev
+	libmnl-dev libnftables-dev
 	clang libclang-rt-14-dev
 	curl ca-certificates procps iproute2 util-linux
+	debootstrap debian-archive-keyring gpgv
+	libseccomp-dev busybox-static e2fsprogs
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -31,6 +31,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 		req->method = method;
 		req->path = url;
 		req->userdata = srv->cfg.userdata;
+		req->cors = srv->cfg.cors;
 		req->body_limit = 1 << 20;
 		*con_cls = req;
 		req->route = srv->cfg.router(req);
@@ -101,6 +102,14 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* Keeps escapes as they came (MHD otherwise decodes the path and query values in place). */
+static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	return strlen(s);
+}
+
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -146,7 +155,9 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 	    cfg->connection_limit ? cfg->connection_limit : 1024u, MHD_OPTION_THREAD_STACK_SIZE,
 	    cfg->thread_stack_size ? cfg->thread_stack_size : (size_t)256 * 1024,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-	    NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024, MHD_OPTION_END);
+	    NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
+	    cfg->raw_urls ? MHD_OPTION_UNESCAPE_CALLBACK : MHD_OPTION_END, unescape_none, NULL,
+	    MHD_OPTION_END);
 	if (!s->daemon)
 		return -EADDRINUSE;
 	const union MHD_DaemonInfo *info =
@@ -196,7 +207,8 @@ int http_queue(struct http_req *req, unsigned status, struct MHD_Response *resp)
 {
 	if (!resp)
 		return -ENOMEM;
-	http_add_cors(resp);
+	if (req->cors)
+		http_add_cors(resp);
 	if (req->responded) {
 		MHD_destroy_response(resp); /* only the first response counts */
 		return -EALREADY;

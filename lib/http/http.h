@@ -40,6 +40,7 @@ struct http_req {
 	/* A response made before the body was read is held back until it has been, since
 	 * libmicrohttpd closes the connection after an "early" response. */
 	bool in_final;
+	bool cors;
 	struct MHD_Response *pending;
 };
 
@@ -53,6 +54,8 @@ struct http_server_config {
 	size_t thread_stack_size;
 	http_router_fn router;
 	void *userdata;
+	bool cors;     /* add permissive CORS headers to every response (envd does) */
+	bool raw_urls; /* leave the path and query values %-escaped (a proxy forwards them) */
 };
 
 struct http_server;

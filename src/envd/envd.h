@@ -6,12 +6,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "common/version.h"
 #include "connect/connect.h"
 #include "http/http.h"
 #include "json/jsonx.h"
+#include "sign/signature.h"
 
 /* The version of E2B's envd whose behaviour (all SDK gates up to it) this envd meets. */
-#define ENVD_VERSION	  "0.6.4"
+#define ENVD_VERSION	  ENVD_PROTOCOL_VERSION
 #define ENVD_DEFAULT_PORT 49983
 
 struct process_table;
@@ -91,11 +93,6 @@ bool auth_token_ok(struct http_req *req);
 /* The user named by "Authorization: Basic base64(user:)", or NULL. Caller frees. */
 char *auth_basic_user(struct http_req *req);
 
-/* ---- signature (signature.c) ---- */
-/* v1_ + unpadded base64(SHA-256("<path>:<op>:<user>:<token>[:<expiration>]")). Caller frees. */
-char *signature_compute(const char *path, const char *operation, const char *username,
-			const char *token, const char *expiration);
-
 /* ---- RPC plumbing (rpc.c) ---- */
 struct rpc_ctx {
 	struct http_req *req;
@@ -126,13 +123,15 @@ char *rpc_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---- streams (stream.c) ---- */
 /* The keepalive message of a stream ({"event":{"keepalive":{}}} or {"keepalive":{}}). */
 void rpc_stream_set_keepalive(struct rpc_stream *s, const char *keepalive_json);
-/* Called once (on the HTTP thread) when the Connect-Timeout-Ms deadline passes. */
+/* Called once when the Connect-Timeout-Ms deadline passes: on the HTTP thread, or on a producer
+ * thread waiting in rpc_stream_send() (never with the stream's lock held). */
 void rpc_stream_set_deadline_cb(struct rpc_stream *s, void (*cb)(void *), void *userdata);
 /* Called once when the client is gone or the stream finished, so producers drop `s`. */
 void rpc_stream_set_close_cb(struct rpc_stream *s, void (*cb)(struct rpc_stream *, void *),
 			     void *userdata);
 /* Queues a message (steals msg). Blocks while the client is more than a few MiB behind
- * (backpressure). Returns -EPIPE once the stream is closed or ended. */
+ * (backpressure); a client that takes nothing for 30 s meanwhile has its stream ended with
+ * resource_exhausted. Returns -EPIPE once the stream is closed or ended. */
 int rpc_stream_send(struct rpc_stream *s, json_t *msg);
 /* Queues the end-stream envelope. Later sends fail. */
 void rpc_stream_end(struct rpc_stream *s, enum connect_code code, const char *message);

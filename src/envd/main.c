@@ -149,6 +149,7 @@ int main(int argc, char **argv)
 		.address = addr,
 		.port = port,
 		.router = router,
+		.cors = true,
 	};
 	r = http_server_start(&hc, &envd.http);
 	if (r < 0) {

@@ -44,6 +44,7 @@ struct upload {
 	 * first bytes at offset 0 again: such a call continues the part rather than starting one.
 	 */
 	bool part_empty_so_far;
+	char *part_name; /* field name and filename of the current part, to match a continuation */
 	char *part_filename;
 	struct upload_error err;
 };
@@ -294,16 +295,45 @@ int upload_metadata_validate(const json_t *meta, struct upload_error *err)
 	return 0;
 }
 
+#define XATTR_LIST_MAX_BYTES (64 * 1024) /* the kernel's XATTR_LIST_MAX */
+
+/* The xattr name list of fd (malloc'd in *out, NUL-separated). Sized with flistxattr(fd, NULL,
+ * 0) and retried when the list grows in between. Returns its length or -errno. */
+static ssize_t xattr_list(int fd, char **out)
+{
+	for (int attempt = 0; attempt < 4; attempt++) {
+		ssize_t size = flistxattr(fd, NULL, 0);
+		if (size < 0)
+			return -errno;
+		if (size == 0) {
+			*out = NULL;
+			return 0;
+		}
+		size_t cap = MIN((size_t)size + 256, (size_t)XATTR_LIST_MAX_BYTES);
+		_cleanup_free_ char *names = malloc(cap);
+		if (!names)
+			return -ENOMEM;
+		ssize_t n = flistxattr(fd, names, cap);
+		if (n >= 0) {
+			*out = TAKE_PTR(names);
+			return n;
+		}
+		if (errno != ERANGE)
+			return -errno;
+	}
+	return -ERANGE;
+}
+
 /* Drops every user.e2b.* xattr and sets the new ones. ENOTSUP (no xattrs here) is not an error:
  * the file was written, as envd does. */
 static int metadata_write(int fd, const json_t *meta)
 {
-	char names[16 * 1024];
-	ssize_t n = flistxattr(fd, names, sizeof(names));
-	if (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
+	_cleanup_free_ char *names = NULL;
+	ssize_t n = xattr_list(fd, &names);
+	if (n == -ENOTSUP || n == -EOPNOTSUPP)
 		return 0;
-	if (n < 0 && errno != ERANGE)
-		return -errno;
+	if (n < 0)
+		return (int)n;
 	for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
 		const char *name = names + i;
 		if (!startswith(name, UPLOAD_METADATA_XATTR))
@@ -330,8 +360,8 @@ static int metadata_write(int fd, const json_t *meta)
 /* The user.e2b.* set as persisted, or NULL when empty or unreadable (a response detail only). */
 static json_t *metadata_read(int fd)
 {
-	char names[16 * 1024];
-	ssize_t n = flistxattr(fd, names, sizeof(names));
+	_cleanup_free_ char *names = NULL;
+	ssize_t n = xattr_list(fd, &names);
 	json_t *out = NULL;
 	for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
 		const char *name = names + i;
@@ -545,6 +575,7 @@ struct upload *upload_free(struct upload *up)
 	free(up->raw_path);
 	free(up->fixed_path);
 	free(up->cur_path);
+	free(up->part_name);
 	free(up->part_filename);
 	free(up);
 	return NULL;
@@ -672,12 +703,19 @@ int upload_part(struct upload *up, const char *name, const char *filename, const
 {
 	if (up->err.status)
 		return -EIO;
+	/* A continuation must be the same part: same field name and same filename. An empty
+	 * "file" part followed by another field with that filename starts a new (skipped) part. */
 	bool continues =
 	    off == 0 && up->parts > 0 && up->part_empty_so_far &&
+	    streq(name ? name : "", up->part_name ? up->part_name : "") &&
 	    streq(filename ? filename : "", up->part_filename ? up->part_filename : "");
 	if (off == 0 && !continues) {
+		free(up->part_name);
 		free(up->part_filename);
+		up->part_name = strdup(name ? name : "");
 		up->part_filename = strdup(filename ? filename : "");
+		if (!up->part_name || !up->part_filename)
+			return fail(up, 500, -ENOMEM, "out of memory");
 		int r = file_close(up);
 		if (r < 0)
 			return r;
@@ -685,7 +723,7 @@ int upload_part(struct upload *up, const char *name, const char *filename, const
 			return fail(up, 400, -E2BIG,
 				    "too many parts in one upload request (max %d)",
 				    UPLOAD_MAX_PARTS);
-		up->skip_part = !streq(name, "file");
+		up->skip_part = !streq(name ? name : "", "file");
 		if (up->skip_part)
 			return 0;
 		_cleanup_free_ char *abs = NULL;

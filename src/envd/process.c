@@ -1,11 +1,13 @@
 /*
  * Process lifecycle. Each process has one reader thread that polls its output fds and its pidfd,
  * fans output out to the subscribed streams and reaps it. A slow subscriber holds back only its
- * own process (rpc_stream_send blocks), never envd or other processes.
+ * own process (rpc_stream_send blocks), never envd or other processes; one that makes no progress
+ * for 30 s loses its stream, so it cannot hold back the process's other subscribers for long.
  */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +20,8 @@
 #define PIPE_CHUNK	      (32 * 1024)
 #define PTY_CHUNK	      (16 * 1024)
 #define MAX_PROCESSES	      4096
+/* How long SendInput waits for a process that does not read its input. */
+#define INPUT_WRITE_TIMEOUT_MSEC 30000
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -39,12 +43,16 @@ struct proc {
 	int in_fd;  /* stdin pipe (non-PTY); -1 when not enabled or closed */
 	int pty_fd; /* PTY master: output and input */
 	int out_fd, err_fd;
-	int pidfd;
+	int pidfd;   /* closed once the process is reaped and ended */
+	int wake_fd; /* eventfd: wakes the reader when the process is killed */
 	bool ended;
 	bool killed; /* by SendSignal or a deadline: don't wait for EOF from descendants */
 	char *end_json;
 	uint64_t ended_at;
-	struct sub *subs;
+	struct sub *subs; /* oldest first: the Start stream leads */
+	/* The reader thread's scratch list of broadcast targets. */
+	struct rpc_stream **targets;
+	size_t targets_cap;
 	struct proc *next;
 };
 
@@ -70,8 +78,7 @@ void process_table_free(struct process_table *t)
 		return;
 	pthread_mutex_lock(&t->lock);
 	for (struct proc *p = t->list; p; p = p->next)
-		if (!p->ended && p->pidfd >= 0)
-			syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+		proc_signal(p, SIGKILL);
 	pthread_mutex_unlock(&t->lock);
 	/* Reader threads hold references and finish on their own; the table itself stays
 	 * allocated for them (envd is exiting). */
@@ -93,6 +100,13 @@ void proc_unref(struct proc *p)
 		close(p->pty_fd);
 	if (p->pidfd >= 0)
 		close(p->pidfd);
+	if (p->wake_fd >= 0)
+		close(p->wake_fd);
+	if (p->out_fd >= 0)
+		close(p->out_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	free(p->targets);
 	json_decref(p->config);
 	free(p->tag);
 	free(p->end_json);
@@ -195,18 +209,33 @@ static json_t *event(const char *kind, json_t *body)
 	return json_pack("{s:{s:o}}", "event", kind, body);
 }
 
-/* Sends to every subscriber; drops the ones that went away. */
+/* Sends to every subscriber (only the reader thread calls this: p->targets is its own). */
 static void broadcast(struct proc *p, json_t *msg)
 {
-	struct rpc_stream *targets[64];
 	size_t n = 0;
 	pthread_mutex_lock(&p->lock);
-	for (struct sub *s = p->subs; s && n < ELEMENTSOF(targets); s = s->next)
-		targets[n++] = rpc_stream_ref(s->s);
+	size_t want = 0;
+	for (struct sub *s = p->subs; s; s = s->next)
+		want++;
+	if (want > p->targets_cap) {
+		size_t cap = MAX(want, p->targets_cap * 2);
+		struct rpc_stream **t = realloc(p->targets, cap * sizeof(*t));
+		if (t) {
+			p->targets = t;
+			p->targets_cap = cap;
+		} else {
+			log_warn("process %u: out of memory: output not sent to %zu newest "
+				 "subscribers",
+				 p->pid, want - p->targets_cap);
+		}
+	}
+	/* Oldest first, so under memory pressure the Start stream still gets everything. */
+	for (struct sub *s = p->subs; s && n < p->targets_cap; s = s->next)
+		p->targets[n++] = rpc_stream_ref(s->s);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < n; i++) {
-		rpc_stream_send(targets[i], json_incref(msg));
-		rpc_stream_unref(targets[i]);
+		rpc_stream_send(p->targets[i], json_incref(msg));
+		rpc_stream_unref(p->targets[i]);
 	}
 	json_decref(msg);
 }
@@ -257,9 +286,23 @@ static void finish(struct proc *p, const siginfo_t *si)
 	p->end_json = text;
 	struct sub *subs = p->subs;
 	p->subs = NULL;
+	/* Reaped and drained: nothing needs these fds any more, and an exited process must not
+	 * hold fds for its whole retention. */
 	if (p->in_fd >= 0) {
 		close(p->in_fd);
 		p->in_fd = -1;
+	}
+	if (p->pty_fd >= 0) {
+		close(p->pty_fd);
+		p->pty_fd = -1;
+	}
+	if (p->pidfd >= 0) {
+		close(p->pidfd);
+		p->pidfd = -1;
+	}
+	if (p->wake_fd >= 0) {
+		close(p->wake_fd);
+		p->wake_fd = -1;
 	}
 	pthread_mutex_unlock(&p->lock);
 
@@ -289,10 +332,11 @@ static void *reader_main(void *arg)
 	siginfo_t si = { 0 };
 
 	for (;;) {
-		struct pollfd fds[3] = {
+		struct pollfd fds[4] = {
 			{ .fd = out, .events = POLLIN },
 			{ .fd = err, .events = POLLIN },
 			{ .fd = reaped ? -1 : p->pidfd, .events = POLLIN },
+			{ .fd = p->wake_fd, .events = POLLIN },
 		};
 		if (out < 0 && err < 0 && reaped)
 			break;
@@ -307,10 +351,16 @@ static void *reader_main(void *arg)
 				;
 			break;
 		}
-		if (poll(fds, 3, -1) < 0) {
+		if (poll(fds, ELEMENTSOF(fds), -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
+		}
+		if (fds[3].revents) {
+			/* A kill: back to the top, which drains and finishes once reaped. */
+			uint64_t v;
+			if (read(p->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_debug("process %u: wake read: %m", p->pid);
 		}
 		if (fds[0].revents && pump(p, out, out_channel, chunk) == 0) {
 			if (out != p->pty_fd)
@@ -372,8 +422,10 @@ int proc_attach(struct proc *p, struct rpc_stream *s)
 		return 0;
 	}
 	sub->s = rpc_stream_ref(s);
-	sub->next = p->subs;
-	p->subs = sub;
+	struct sub **tail = &p->subs;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = sub;
 	pthread_mutex_unlock(&p->lock);
 	rpc_stream_set_close_cb(s, close_sub, proc_ref(p));
 	return 0;
@@ -386,10 +438,24 @@ int proc_signal(struct proc *p, int sig)
 	if (p->ended) {
 		r = -ESRCH;
 	} else {
-		if (sig == SIGKILL)
-			__atomic_store_n(&p->killed, true, __ATOMIC_SEQ_CST);
+		/*
+		 * The leader through its pidfd (exact even after it exited, unlike a pid), and its
+		 * process group (spawn_process calls setsid(), so the group is the command and its
+		 * background children). The leader may be gone while children still hold its
+		 * pipes open; the group then still exists and keeps its id from being reused.
+		 */
+		int r_fd = 0, r_grp = 0;
 		if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
-			r = -errno;
+			r_fd = -errno;
+		if (kill(-(pid_t)p->pid, sig) < 0)
+			r_grp = -errno;
+		r = r_fd == 0 || r_grp == 0 ? 0 : r_fd;
+		if (sig == SIGKILL) {
+			__atomic_store_n(&p->killed, true, __ATOMIC_SEQ_CST);
+			uint64_t one = 1;
+			if (p->wake_fd >= 0 && write(p->wake_fd, &one, sizeof(one)) < 0)
+				log_debug("process %u: cannot wake reader: %m", p->pid);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	return r;
@@ -398,6 +464,35 @@ int proc_signal(struct proc *p, int sig)
 void proc_deadline_kill(void *userdata)
 {
 	proc_signal(userdata, SIGKILL);
+}
+
+/* Writes all of data to a non-blocking fd within timeout_msec: 0, -ETIMEDOUT or -errno. */
+static int write_bounded(int fd, const uint8_t *data, size_t len, int timeout_msec)
+{
+	int r = fd_set_nonblock(fd, true);
+	if (r < 0)
+		return r;
+	uint64_t deadline = now_usec() + (uint64_t)timeout_msec * 1000u;
+	while (len > 0) {
+		ssize_t n = write(fd, data, len);
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN)
+			return -errno;
+		uint64_t now = now_usec();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		int left = (int)((deadline - now + 999) / 1000);
+		if (poll(&pfd, 1, left) < 0 && errno != EINTR)
+			return -errno;
+	}
+	return 0;
 }
 
 int proc_write_input(struct proc *p, bool pty, const void *data, size_t len)
@@ -415,8 +510,10 @@ int proc_write_input(struct proc *p, bool pty, const void *data, size_t len)
 	pthread_mutex_unlock(&p->lock);
 	if (r < 0)
 		return r;
-	/* Written without the lock, so a process that doesn't read can't block a kill. */
-	r = write_all(fd, data, len);
+	/* Written without the lock, so a process that doesn't read can't block a kill, and
+	 * non-blocking with a bound, so it can't hold this connection's thread forever either.
+	 * O_NONBLOCK is shared with p's fd: the reader copes with EAGAIN on a PTY. */
+	r = write_bounded(fd, data, len, INPUT_WRITE_TIMEOUT_MSEC);
 	close(fd);
 	return r;
 }
@@ -469,10 +566,26 @@ void proc_list(struct process_table *t, json_t *arr)
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* Kills and reaps a process that never got a reader, and closes what spawn_process returned. */
+static void spawn_result_abandon(struct spawn_result *res)
+{
+	syscall(SYS_pidfd_send_signal, res->pidfd, SIGKILL, NULL, 0);
+	kill(-res->pid, SIGKILL);
+	waitpid(res->pid, NULL, 0);
+	int *fds[] = { &res->pidfd, &res->in_fd, &res->out_fd, &res->err_fd, &res->pty_fd };
+	for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+}
+
 int proc_spawn(struct process_table *t, const struct spawn_request *sr, struct rpc_stream *first,
 	       struct proc **out, char **msg)
 {
 	pthread_mutex_lock(&t->lock);
+	/* Exited entries hold memory until pruned; Start prunes too, not only List/Connect. */
+	table_prune_locked(t);
 	bool full = t->running >= MAX_PROCESSES;
 	pthread_mutex_unlock(&t->lock);
 	if (full) {
@@ -486,11 +599,13 @@ int proc_spawn(struct process_table *t, const struct spawn_request *sr, struct r
 		return r;
 
 	struct proc *p = calloc(1, sizeof(*p));
-	if (!p) {
-		syscall(SYS_pidfd_send_signal, res.pidfd, SIGKILL, NULL, 0);
-		/* The reader would have reaped it; without one, reap here. */
-		waitpid(res.pid, NULL, 0);
-		return -ENOMEM;
+	int wake_fd = p ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+	if (!p || wake_fd < 0) {
+		r = p ? -errno : -ENOMEM;
+		free(p);
+		spawn_result_abandon(&res);
+		*msg = rpc_msg("error starting process '%s': %s", sr->cmd, strerror(-r));
+		return r;
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	p->refs = 1; /* the table's */
@@ -504,9 +619,18 @@ int proc_spawn(struct process_table *t, const struct spawn_request *sr, struct r
 	p->out_fd = res.out_fd;
 	p->err_fd = res.err_fd;
 	p->pidfd = res.pidfd;
+	p->wake_fd = wake_fd;
 
-	if (first)
-		proc_attach(p, first);
+	/* Before the process joins the table: a Start stream that cannot subscribe must not
+	 * leave a process running that nobody can see the end of (and its deadline callback
+	 * relies on the reference the subscription holds). */
+	if (first && (r = proc_attach(p, first)) < 0) {
+		spawn_result_abandon(&res);
+		p->in_fd = p->pty_fd = p->out_fd = p->err_fd = p->pidfd = -1;
+		proc_unref(p);
+		*msg = rpc_msg("error starting process '%s': %s", sr->cmd, strerror(-r));
+		return r;
+	}
 
 	pthread_mutex_lock(&t->lock);
 	p->next = t->list;
@@ -527,6 +651,11 @@ int proc_spawn(struct process_table *t, const struct spawn_request *sr, struct r
 		proc_signal(p, SIGKILL);
 		siginfo_t si = { 0 };
 		waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED);
+		if (p->out_fd >= 0)
+			close(p->out_fd);
+		if (p->err_fd >= 0)
+			close(p->err_fd);
+		p->out_fd = p->err_fd = -1;
 		finish(p, &si);
 		*msg = rpc_msg("error starting output reader: %s", strerror(-r));
 		return r;

@@ -34,10 +34,11 @@ void proc_unref(struct proc *p);
 uint32_t proc_pid(const struct proc *p);
 /* Subscribes a stream: sends start, then (for an exited process) end + end-stream. */
 int proc_attach(struct proc *p, struct rpc_stream *s);
-/* Sends SIGKILL/SIGTERM through the pidfd; -ESRCH once it has exited. */
+/* Sends SIGKILL/SIGTERM through the pidfd and to the process group (background children too);
+ * SIGKILL also stops waiting for output. -ESRCH once it has ended or nothing was left to signal. */
 int proc_signal(struct proc *p, int sig);
 /* Writes to stdin (pty=false) or the terminal (pty=true). Error codes: -EBADF not enabled or
- * closed, -ENOTTY wrong channel. */
+ * closed, -ENOTTY wrong channel, -ETIMEDOUT the process did not take the input within 30 s. */
 int proc_write_input(struct proc *p, bool pty, const void *data, size_t len);
 /* -ENOTTY for a PTY process. Idempotent. */
 int proc_close_stdin(struct proc *p);

@@ -21,11 +21,15 @@ static enum connect_code resolve_user(struct rpc_ctx *ctx, struct user_info *u, 
 		return CONNECT_PERMISSION_DENIED;
 	}
 	if (r < 0) {
-		if (ctx->user)
+		if (ctx->user) {
 			*msg = rpc_msg("invalid username: '%s'", ctx->user);
-		else
+		} else {
+			/* /init may replace (and free) it at any time. */
+			pthread_rwlock_rdlock(&envd.lock);
 			*msg = rpc_msg("invalid default user: '%s'",
 				       envd.default_user ? envd.default_user : "");
+			pthread_rwlock_unlock(&envd.lock);
+		}
 		return CONNECT_UNAUTHENTICATED;
 	}
 	return CONNECT_OK;
@@ -110,6 +114,21 @@ static int build_env(const struct user_info *u, const json_t *req_envs, struct s
 	if (r >= 0 && req_envs)
 		r = env_merge(env, req_envs);
 	return r;
+}
+
+/* Out of fds, memory or processes is the sandbox's state, not a bad request. */
+static enum connect_code spawn_error_code(int r)
+{
+	switch (r) {
+	case -EAGAIN:
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOMEM:
+	case -ENOSPC:
+		return CONNECT_RESOURCE_EXHAUSTED;
+	default:
+		return CONNECT_INVALID_ARGUMENT;
+	}
 }
 
 static enum connect_code start(struct rpc_ctx *ctx, const json_t *in, struct rpc_stream *s,
@@ -207,7 +226,7 @@ static enum connect_code start(struct rpc_ctx *ctx, const json_t *in, struct rpc
 	strv_free(&argv);
 	strv_free(&env);
 	if (r < 0)
-		return r == -EAGAIN ? CONNECT_RESOURCE_EXHAUSTED : CONNECT_INVALID_ARGUMENT;
+		return spawn_error_code(r);
 	/* The deadline kills the process (Start only; a Connect deadline just ends the stream).
 	 * The stream's close callback holds the reference that keeps p alive until then. */
 	rpc_stream_set_deadline_cb(s, proc_deadline_kill, p);
@@ -308,6 +327,12 @@ static enum connect_code send_input(struct rpc_ctx *ctx, const json_t *in, json_
 	if (r == -EBADF) {
 		*msg = rpc_msg("error writing to stdin: stdin not enabled or closed");
 		return CONNECT_INTERNAL;
+	}
+	if (r == -ETIMEDOUT) {
+		*msg = rpc_msg("error writing to %s: the process did not read its input within "
+			       "30 s",
+			       pty ? "tty" : "stdin");
+		return CONNECT_DEADLINE_EXCEEDED;
 	}
 	if (r < 0) {
 		*msg = rpc_msg("error writing to %s: %s", pty ? "tty" : "stdin", strerror(-r));

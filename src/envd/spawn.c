@@ -26,8 +26,9 @@ static void closep_all(int *fds, size_t n)
 		}
 }
 
-/* Resolves cmd against PATH from envp, as a shell would. Caller frees. */
-static char *resolve_command(const char *cmd, const char *const *envp)
+/* Resolves cmd against PATH from envp, as a shell would; `cwd` is the directory the child will
+ * run in (an empty PATH element names it). Caller frees. */
+static char *resolve_command(const char *cmd, const char *const *envp, const char *cwd)
 {
 	if (strchr(cmd, '/'))
 		return strdup(cmd);
@@ -35,16 +36,25 @@ static char *resolve_command(const char *cmd, const char *const *envp)
 	for (const char *const *e = envp; *e; e++)
 		if (startswith(*e, "PATH="))
 			path = *e + 5;
-	while (*path) {
+	/* An empty element (leading, trailing or "::") means the current directory, as in sh. */
+	for (;;) {
 		const char *end = strchrnul(path, ':');
 		char *cand = NULL;
-		if (asprintf(&cand, "%.*s/%s", (int)(end - path), end == path ? "." : path, cmd) <
-		    0)
+		int r = end == path ? asprintf(&cand, "%s/%s", cwd, cmd)
+				    : asprintf(&cand, "%.*s/%s", (int)(end - path), path, cmd);
+		if (r < 0)
 			return NULL;
-		if (access(cand, X_OK) == 0)
-			return cand;
+		if (access(cand, X_OK) == 0) {
+			if (end != path)
+				return cand;
+			/* The child execs after chdir(cwd). */
+			free(cand);
+			return asprintf(&cand, "./%s", cmd) < 0 ? NULL : cand;
+		}
 		free(cand);
-		path = *end ? end + 1 : end;
+		if (!*end)
+			break;
+		path = end + 1;
 	}
 	return strdup(cmd);
 }
@@ -82,12 +92,14 @@ __attribute__((no_sanitize_address)) static int child(void *arg)
 {
 	struct child_args *a = arg;
 	const struct spawn_request *sr = a->sr;
-	sigset_t all;
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
+	/* Default handlers first, then unblock: a signal pending now must not run one of envd's
+	 * handlers in this child. */
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	for (int sig = 1; sig < NSIG; sig++)
 		sigaction(sig, &dfl, NULL);
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
 
 	if (setsid() < 0)
 		goto fail;
@@ -114,11 +126,13 @@ int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char
 {
 	int fds[8] = { -1, -1, -1, -1, -1, -1, -1, -1 };
 	enum { IN_R, IN_W, OUT_R, OUT_W, ERR_R, ERR_W, PTY_M, PTY_S };
-	_cleanup_free_ char *path = resolve_command(sr->cmd, sr->envp);
+	_cleanup_free_ char *path = resolve_command(sr->cmd, sr->envp, sr->cwd);
 	int r;
 
-	if (!path)
+	if (!path) {
+		*msg = rpc_msg("error starting process '%s': %s", sr->cmd, strerror(ENOMEM));
 		return -ENOMEM;
+	}
 
 	if (sr->pty) {
 		r = open_pty(sr->cols, sr->rows, &fds[PTY_M], &fds[PTY_S]);

@@ -10,6 +10,11 @@
 #include "common/util.h"
 
 #define STREAM_HIGH_WATER (4u << 20)
+/* A client that takes nothing from a full queue for this long loses its stream, so the producer
+ * (e.g. a process's reader, shared by all its subscribers) is not held forever. */
+#define STREAM_STALL_USEC (30u * 1000000u)
+/* Backpressure waits in slices of this, to notice the deadline and stalls. */
+#define STREAM_SEND_SLICE_USEC 1000000u
 /* How often a waiting stream checks that its client is still there. */
 #define STREAM_PEER_CHECK_USEC 500000u
 
@@ -21,8 +26,9 @@ struct rpc_stream {
 	int refs;
 	struct strbuf out;
 	size_t out_off;
-	bool ended;  /* end-stream queued */
-	bool closed; /* client gone or response finished */
+	uint64_t consumed; /* bytes the client has taken: progress, for stalled-client detection */
+	bool ended;	   /* end-stream queued */
+	bool closed;	   /* client gone or response finished */
 	uint64_t keepalive_usec;
 	uint64_t next_keepalive;
 	uint64_t deadline; /* monotonic usec, 0 = none */
@@ -130,6 +136,25 @@ static void deadline_ts(struct timespec *ts, uint64_t usec)
 	ts->tv_nsec = (long)(usec % 1000000u) * 1000;
 }
 
+static void end_locked(struct rpc_stream *s, enum connect_code code, const char *message);
+
+/* Runs the deadline callback once the deadline has passed and ends the stream. Called with the
+ * lock held; drops it around the callback. */
+static bool deadline_check_locked(struct rpc_stream *s, uint64_t now)
+{
+	if (!s->deadline || now < s->deadline)
+		return false;
+	s->deadline = 0;
+	void (*cb)(void *) = s->deadline_cb;
+	s->deadline_cb = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (cb)
+		cb(s->deadline_data);
+	pthread_mutex_lock(&s->lock);
+	end_locked(s, CONNECT_DEADLINE_EXCEEDED, "context deadline exceeded");
+	return true;
+}
+
 int rpc_stream_send(struct rpc_stream *s, json_t *msg)
 {
 	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
@@ -137,8 +162,31 @@ int rpc_stream_send(struct rpc_stream *s, json_t *msg)
 	if (!text)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->lock);
-	while (!s->closed && !s->ended && s->out.len - s->out_off > STREAM_HIGH_WATER)
-		pthread_cond_wait(&s->cond, &s->lock);
+	uint64_t progress_at = now_usec();
+	uint64_t seen = s->consumed;
+	while (!s->closed && !s->ended && s->out.len - s->out_off > STREAM_HIGH_WATER) {
+		uint64_t now = now_usec();
+		if (s->consumed != seen) {
+			seen = s->consumed;
+			progress_at = now;
+		}
+		/* The client may not read again before the deadline: the kill must not wait. */
+		if (deadline_check_locked(s, now))
+			break;
+		if (now - progress_at >= STREAM_STALL_USEC) {
+			log_debug("stream: client took nothing for %u s; ending its stream",
+				  STREAM_STALL_USEC / 1000000u);
+			end_locked(s, CONNECT_RESOURCE_EXHAUSTED,
+				   "client is not reading the stream: output dropped");
+			break;
+		}
+		struct timespec ts;
+		uint64_t wake = now + STREAM_SEND_SLICE_USEC;
+		if (s->deadline && s->deadline < wake)
+			wake = s->deadline;
+		deadline_ts(&ts, wake);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
 	int r = -EPIPE;
 	if (!s->closed && !s->ended) {
 		r = connect_envelope_append(&s->out, 0, text, strlen(text));
@@ -172,23 +220,15 @@ ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
+		uint64_t now = now_usec();
+		/* Before handing out queued data too: a slow client must not delay the kill. */
+		if (deadline_check_locked(s, now))
+			continue;
 		if (s->out.len > s->out_off)
 			break;
 		if (s->ended || s->closed) {
 			pthread_mutex_unlock(&s->lock);
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		}
-		uint64_t now = now_usec();
-		if (s->deadline && now >= s->deadline) {
-			s->deadline = 0;
-			void (*cb)(void *) = s->deadline_cb;
-			s->deadline_cb = NULL;
-			pthread_mutex_unlock(&s->lock);
-			if (cb)
-				cb(s->deadline_data);
-			pthread_mutex_lock(&s->lock);
-			end_locked(s, CONNECT_DEADLINE_EXCEEDED, "context deadline exceeded");
-			continue;
 		}
 		if (now >= s->next_keepalive && s->keepalive_json) {
 			connect_envelope_append(&s->out, 0, s->keepalive_json,
@@ -210,6 +250,7 @@ ssize_t rpc_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	size_t n = MIN(max, s->out.len - s->out_off);
 	memcpy(buf, s->out.data + s->out_off, n);
 	s->out_off += n;
+	s->consumed += n;
 	if (s->out_off == s->out.len) {
 		strbuf_reset(&s->out);
 		s->out_off = 0;

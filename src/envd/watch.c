@@ -6,6 +6,7 @@
  * subdirectories watched as they appear when recursive.
  */
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -14,12 +15,16 @@
 #include <sys/vfs.h>
 #include "envd.h"
 #include "common/log.h"
+#include "common/util.h"
 
-#define WATCHERS_MAX	     1024
-#define WATCH_QUEUE_MAX	     10000 /* events a polling watcher holds between polls */
-#define WATCH_DIRS_MAX	     65536 /* inotify watches per watcher (recursive) */
-#define WATCH_WALK_MAX_DEPTH 128
-#define WATCH_READ_BUF	     (64 * 1024)
+#define WATCHERS_MAX		1024
+#define WATCH_QUEUE_MAX		10000 /* events a polling watcher holds between polls */
+#define WATCH_DIRS_MAX		65536 /* inotify watches per watcher (recursive) */
+#define WATCH_BUDGET		65536 /* inotify watches across all watchers */
+#define WATCHER_IDLE_USEC	(10u * 60u * 1000000u) /* polling watchers nobody polls expire */
+#define WATCHER_IDLE_CHECK_MSEC 60000
+#define WATCH_WALK_MAX_DEPTH	128
+#define WATCH_READ_BUF		(64 * 1024)
 
 #define WATCH_MASK                                                                          \
 	(IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_DELETE | IN_DELETE_SELF | IN_MOVED_FROM | \
@@ -29,6 +34,20 @@
 static const unsigned long network_fs_magic[] = {
 	0x6969, 0xFF534D42, 0x517B, 0xFE534D42, 0x65735546,
 };
+
+/* Kernel pseudo filesystems a recursive watch does not descend into when mounted below the
+ * watched directory: huge, synthetic, and their files change without inotify events. The last
+ * three are configfs, mqueue and fusectl (not in every <linux/magic.h>). */
+static const unsigned long pseudo_fs_magic[] = {
+	PROC_SUPER_MAGIC,   SYSFS_MAGIC,     CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC,
+	DEVPTS_SUPER_MAGIC, DEBUGFS_MAGIC,   TRACEFS_MAGIC,	 SECURITYFS_MAGIC,
+	BPF_FS_MAGIC,	    PSTOREFS_MAGIC,  BINFMTFS_MAGIC,	 SELINUX_MAGIC,
+	EFIVARFS_MAGIC,	    HUGETLBFS_MAGIC, NSFS_MAGIC,	 0x62656570,
+	0x19800202,	    0x65735543,
+};
+
+/* inotify watches held by all watchers together (WATCH_BUDGET). */
+static unsigned watch_budget_used;
 
 struct watch_dir {
 	int wd;
@@ -47,6 +66,8 @@ struct watcher {
 	int stop_fd;
 	pthread_t thread;
 	bool thread_started;
+	dev_t root_dev;	    /* st_dev of the watched directory */
+	uint64_t last_poll; /* polling watchers: last create or GetWatcherEvents (monotonic) */
 
 	/* Owned by the watcher thread once it runs. Sorted by wd. */
 	struct watch_dir *dirs;
@@ -176,11 +197,13 @@ static int dirs_set(struct watcher *w, int wd, const char *rel)
 	memmove(&w->dirs[i + 1], &w->dirs[i], (w->ndirs - i) * sizeof(*w->dirs));
 	w->dirs[i] = (struct watch_dir){ .wd = wd, .rel = copy };
 	w->ndirs++;
+	__atomic_add_fetch(&watch_budget_used, 1, __ATOMIC_SEQ_CST);
 	return 0;
 }
 
 static void dirs_remove_at(struct watcher *w, size_t i)
 {
+	__atomic_sub_fetch(&watch_budget_used, 1, __ATOMIC_SEQ_CST);
 	free(w->dirs[i].rel);
 	memmove(&w->dirs[i], &w->dirs[i + 1], (w->ndirs - i - 1) * sizeof(*w->dirs));
 	w->ndirs--;
@@ -225,7 +248,8 @@ static void dirs_drop(struct watcher *w, const char *rel)
 
 static int add_watch_fd(struct watcher *w, int fd, const char *rel)
 {
-	if (w->ndirs >= WATCH_DIRS_MAX)
+	if (w->ndirs >= WATCH_DIRS_MAX ||
+	    __atomic_load_n(&watch_budget_used, __ATOMIC_SEQ_CST) >= WATCH_BUDGET)
 		return -ENOSPC;
 	char proc[64];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
@@ -243,10 +267,28 @@ static int add_watch_fd(struct watcher *w, int fd, const char *rel)
 	return dirs_set(w, wd, rel);
 }
 
+/* Whether the directory open at fd is a kernel pseudo filesystem mounted below the root. */
+static bool is_pseudo_mount(const struct watcher *w, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_dev == w->root_dev)
+		return false;
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) < 0)
+		return false;
+	for (size_t i = 0; i < ELEMENTSOF(pseudo_fs_magic); i++)
+		if ((unsigned long)sfs.f_type == pseudo_fs_magic[i])
+			return true;
+	/* devtmpfs reports TMPFS_MAGIC: recognise a /dev by its null device. */
+	return sfs.f_type == TMPFS_MAGIC && fstatat(fd, "null", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISCHR(st.st_mode);
+}
+
 /*
  * Watches the directory open at fd and, when recursive, every real directory below it (symlinks
- * are not followed). Only a failure to watch fd itself is returned; subdirectories that cannot
- * be opened or watched are skipped.
+ * are not followed; kernel pseudo filesystems such as /proc and /sys mounted below are skipped).
+ * A failure to watch fd itself is returned, and -ENOSPC when the watch limits run out (the tree
+ * is then only partly watched); other subdirectories that cannot be opened or watched are skipped.
  */
 static int watch_tree(struct watcher *w, int fd, const char *rel, unsigned depth)
 {
@@ -270,14 +312,14 @@ static int watch_tree(struct watcher *w, int fd, const char *rel, unsigned depth
 			continue;
 		_cleanup_close_ int cfd =
 		    openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (cfd < 0)
+		if (cfd < 0 || is_pseudo_mount(w, cfd))
 			continue;
 		_cleanup_free_ char *crel = join_rel(rel, de->d_name);
 		if (!crel)
 			return 0;
 		int q = watch_tree(w, cfd, crel, depth + 1);
 		if (q == -ENOSPC)
-			break; /* out of watches: more directories will not fit either */
+			return q; /* out of watches: more directories will not fit either */
 	}
 	return 0;
 }
@@ -294,7 +336,7 @@ static void watch_new_dir(struct watcher *w, const char *rel)
 	unsigned depth = 0;
 	for (const char *p = rel; *p; p++)
 		depth += *p == '/';
-	int r = watch_tree(w, fd, rel, depth + 1);
+	int r = is_pseudo_mount(w, fd) ? 0 : watch_tree(w, fd, rel, depth + 1);
 	if (r < 0)
 		log_debug("watch: cannot watch %s: %s", abs, strerror(-r));
 }
@@ -439,6 +481,21 @@ static int process_buffer(struct watcher *w, const char *buf, size_t len)
 	return r;
 }
 
+static bool watcher_idle(struct watcher *w, uint64_t now)
+{
+	return now - __atomic_load_n(&w->last_poll, __ATOMIC_SEQ_CST) > WATCHER_IDLE_USEC;
+}
+
+/* Gives back an idle polling watcher's inotify watches at once; the next watch RPC frees it. */
+static void watcher_expire(struct watcher *w)
+{
+	while (w->ndirs > 0) {
+		inotify_rm_watch(w->ifd, w->dirs[w->ndirs - 1].wd);
+		dirs_remove_at(w, w->ndirs - 1);
+	}
+	fail(w, "watcher expired: not polled for 10 minutes");
+}
+
 static void *watcher_main(void *userdata)
 {
 	struct watcher *w = userdata;
@@ -453,7 +510,9 @@ static void *watcher_main(void *userdata)
 			{ .fd = w->ifd, .events = POLLIN },
 			{ .fd = w->stop_fd, .events = POLLIN },
 		};
-		if (poll(pfd, 2, -1) < 0) {
+		/* A polling watcher wakes now and then to notice that nobody polls it any more. */
+		int r = poll(pfd, 2, w->stream ? -1 : WATCHER_IDLE_CHECK_MSEC);
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			fail(w, "watcher error: poll failed");
@@ -461,6 +520,12 @@ static void *watcher_main(void *userdata)
 		}
 		if (pfd[1].revents)
 			break;
+		if (!w->stream && watcher_idle(w, now_usec())) {
+			watcher_expire(w);
+			break;
+		}
+		if (r == 0)
+			continue;
 		ssize_t n = read(w->ifd, rbuf, WATCH_READ_BUF);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -496,6 +561,7 @@ static struct watcher *watcher_free(struct watcher *w)
 		close(w->stop_fd);
 	for (size_t i = 0; i < w->ndirs; i++)
 		free(w->dirs[i].rel);
+	__atomic_sub_fetch(&watch_budget_used, (unsigned)w->ndirs, __ATOMIC_SEQ_CST);
 	free(w->dirs);
 	free(w->root);
 	json_decref(w->events);
@@ -620,6 +686,10 @@ static enum connect_code watcher_setup(struct rpc_ctx *ctx, const json_t *in, st
 	} else if (r < 0) {
 		*msg = rpc_msg("error statting path %s: %s", w->root, strerror(-r));
 		code = r == -EACCES ? CONNECT_PERMISSION_DENIED : CONNECT_INTERNAL;
+	} else if (fstat(fd, &st) < 0) {
+		r = -errno;
+		*msg = rpc_msg("error statting path %s: %s", w->root, strerror(-r));
+		code = CONNECT_INTERNAL;
 	} else if (!allow_network && fstatfs(fd, &sfs) == 0) {
 		for (size_t i = 0; i < ELEMENTSOF(network_fs_magic); i++)
 			if ((unsigned long)sfs.f_type == network_fs_magic[i]) {
@@ -629,10 +699,16 @@ static enum connect_code watcher_setup(struct rpc_ctx *ctx, const json_t *in, st
 			}
 	}
 	if (code == CONNECT_OK) {
+		w->root_dev = st.st_dev;
 		w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 		w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		r = w->ifd < 0 || w->stop_fd < 0 ? negative_errno() : watch_tree(w, fd, "", 0);
-		if (r < 0) {
+		if (r == -ENOSPC) {
+			*msg = rpc_msg("error adding path %s to watcher: too many watched "
+				       "directories (the limit is %d per watcher and %d in all)",
+				       w->root, WATCH_DIRS_MAX, WATCH_BUDGET);
+			code = CONNECT_RESOURCE_EXHAUSTED;
+		} else if (r < 0) {
 			*msg =
 			    rpc_msg("error adding path %s to watcher: %s", w->root, strerror(-r));
 			code = r == -ENOSPC || r == -EMFILE || r == -ENFILE
@@ -657,6 +733,34 @@ static int watcher_start(struct watcher *w)
 		return r;
 	w->thread_started = true;
 	return 0;
+}
+
+/* Frees polling watchers nobody polled for WATCHER_IDLE_USEC: a client that forgot to remove
+ * one must not hold its thread and inotify watches forever. */
+static void table_expire_idle(struct watch_table *t)
+{
+	uint64_t now = now_usec();
+	struct watcher *expired = NULL;
+	pthread_mutex_lock(&t->lock);
+	for (struct watcher **pp = &t->head; *pp;) {
+		struct watcher *w = *pp;
+		if (*w->id && watcher_idle(w, now)) {
+			*pp = w->next;
+			t->count--;
+			w->next = expired;
+			expired = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	while (expired) {
+		struct watcher *next = expired->next;
+		log_debug("watch: watcher %s expired (not polled for %u s)", expired->id,
+			  WATCHER_IDLE_USEC / 1000000u);
+		watcher_free(expired);
+		expired = next;
+	}
 }
 
 static enum connect_code no_table(char **msg)
@@ -689,6 +793,7 @@ enum connect_code watch_dir_rpc(struct rpc_ctx *ctx, const json_t *in, struct rp
 	struct watch_table *t = envd.watches;
 	if (!t)
 		return no_table(msg);
+	table_expire_idle(t);
 	_cleanup_watcher_ struct watcher *w = NULL;
 	enum connect_code code = watcher_setup(ctx, in, &w, msg);
 	if (code != CONNECT_OK)
@@ -717,6 +822,7 @@ enum connect_code watch_create_rpc(struct rpc_ctx *ctx, const json_t *in, json_t
 	struct watch_table *t = envd.watches;
 	if (!t)
 		return no_table(msg);
+	table_expire_idle(t);
 	_cleanup_watcher_ struct watcher *w = NULL;
 	enum connect_code code = watcher_setup(ctx, in, &w, msg);
 	if (code != CONNECT_OK)
@@ -729,6 +835,7 @@ enum connect_code watch_create_rpc(struct rpc_ctx *ctx, const json_t *in, json_t
 	*p++ = 'w';
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		p += sprintf(p, "%02x", rnd[i]);
+	__atomic_store_n(&w->last_poll, now_usec(), __ATOMIC_SEQ_CST);
 
 	if (table_add(t, w) < 0)
 		return too_many(msg);
@@ -768,6 +875,7 @@ enum connect_code watch_get_events_rpc(struct rpc_ctx *ctx, const json_t *in, js
 	struct watch_table *t = envd.watches;
 	if (!t)
 		return no_table(msg);
+	table_expire_idle(t);
 	const char *id;
 	enum connect_code code = watcher_id_of(ctx, in, &id, msg);
 	if (code != CONNECT_OK)
@@ -787,6 +895,7 @@ enum connect_code watch_get_events_rpc(struct rpc_ctx *ctx, const json_t *in, js
 		*msg = rpc_msg("watcher with id %s not found", id);
 		code = CONNECT_NOT_FOUND;
 	} else {
+		__atomic_store_n(&w->last_poll, now_usec(), __ATOMIC_SEQ_CST);
 		/* Lock order: table, then watcher queue. The thread only takes the queue lock. */
 		pthread_mutex_lock(&w->qlock);
 		if (w->error) {
@@ -820,6 +929,7 @@ enum connect_code watch_remove_rpc(struct rpc_ctx *ctx, const json_t *in, json_t
 	struct watch_table *t = envd.watches;
 	if (!t)
 		return no_table(msg);
+	table_expire_idle(t);
 	const char *id;
 	enum connect_code code = watcher_id_of(ctx, in, &id, msg);
 	if (code != CONNECT_OK)

@@ -1,5 +1,8 @@
 // commands.* through the official SDK in debug mode (mirrors js-sdk tests/sandbox/commands/*).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import { AuthenticationError, CommandExitError, InvalidArgumentError, TimeoutError } from 'e2b';
@@ -231,6 +234,121 @@ test('user switching: root, another user, unknown user', T, async () => {
 test('a child holding stdout keeps the stream open until it exits', T, async () => {
   const res = await sbx.commands.run('(sleep 0.3; echo late) & echo early');
   assert.equal(res.stdout, 'early\nlate\n');
+});
+
+/** pids of processes whose command line is exactly `cmdline` (e.g. 'sleep 301'). */
+function pidsOf(cmdline) {
+  let out = '';
+  try {
+    out = execFileSync('pgrep', ['-x', '-f', cmdline], { encoding: 'utf8' });
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+  return out.split('\n').filter(Boolean);
+}
+
+test('kill a command whose leader exited while a background child holds its output', T, async () => {
+  let out = '';
+  const h = await sbx.commands.run('sleep 30 & echo hi', { background: true, onStdout: (d) => (out += d) });
+  await waitFor(() => out === 'hi\n', { what: 'hi from the leader' });
+  await sleep(200); // the leader (bash) has exited; sleep 30 still holds stdout
+  const t0 = Date.now();
+  assert.equal(await sbx.commands.kill(h.pid), true);
+  await h.wait().catch(() => {}); // the leader itself exited 0 before the kill
+  assert.ok(Date.now() - t0 < 3000, `the handle took ${Date.now() - t0} ms to finish`);
+});
+
+test('timeoutMs kills the whole command, background children included', T, async () => {
+  assert.deepEqual(pidsOf('sleep 301'), [], 'stray sleep 301 before the test');
+  await assert.rejects(sbx.commands.run('sleep 301 & sleep 301', { timeoutMs: 1000 }), (e) => {
+    assert.ok(e instanceof TimeoutError, `got ${e?.name}: ${e?.message}`);
+    return true;
+  });
+  await waitFor(() => pidsOf('sleep 301').length === 0, {
+    timeout: 3000,
+    what: 'no sleep 301 left after the timeout',
+  });
+});
+
+test('finished commands do not keep envd fds open', T, async () => {
+  // Sockets are the SDK's keep-alive connections; pipes, pidfds, eventfds would be a leak.
+  const fds = () => {
+    const dir = `/proc/${envd.pid}/fd`;
+    return fs.readdirSync(dir).filter((fd) => {
+      try {
+        return !fs.readlinkSync(`${dir}/${fd}`).startsWith('socket:');
+      } catch {
+        return false;
+      }
+    }).length;
+  };
+  await sbx.commands.run('true');
+  const before = fds();
+  for (let i = 0; i < 40; i++) await sbx.commands.run('true');
+  await Promise.all(Array.from({ length: 20 }, () => sbx.commands.run('true', { stdin: true })));
+  await sleep(100);
+  const grown = fds() - before;
+  assert.ok(grown < 5, `envd holds ${grown} more non-socket fds after 60 finished commands`);
+});
+
+test('more than 64 subscribers: the Start stream still gets the output', T, async () => {
+  const h = await sbx.commands.run('sleep 1.5; echo done', { background: true });
+  const extra = await Promise.all(Array.from({ length: 70 }, () => sbx.commands.connect(h.pid)));
+  const res = await h.wait();
+  assert.equal(res.stdout, 'done\n');
+  const last = await extra[extra.length - 1].wait();
+  assert.equal(last.stdout, 'done\n');
+});
+
+/** Opens a Connect stream to pid over a raw socket and never reads from it. */
+function stalledConnect(pid) {
+  const json = Buffer.from(JSON.stringify({ process: { pid } }));
+  const env = Buffer.alloc(5 + json.length);
+  env.writeUInt32BE(json.length, 1);
+  json.copy(env, 5);
+  const sock = net.connect(envd.port, '127.0.0.1');
+  sock.on('error', () => {});
+  sock.write(
+    `POST /process.Process/Connect HTTP/1.1\r\nHost: localhost\r\n` +
+      `Content-Type: application/connect+json\r\nContent-Length: ${env.length}\r\n\r\n`,
+  );
+  sock.write(env);
+  sock.pause(); // the kernel buffers fill, then envd's queue, then backpressure
+  return sock;
+}
+
+test('30 s bounds: a subscriber that stops reading, a process that stops reading stdin', { timeout: 120_000 }, async () => {
+  // 1. One stalled Connect subscriber must not stall the Start stream for good.
+  const output = async () => {
+    let got = 0;
+    const h = await sbx.commands.run('sleep 1; head -c 40000000 /dev/zero', {
+      background: true,
+      onStdout: (d) => (got += d.length),
+    });
+    const sock = stalledConnect(h.pid);
+    try {
+      await h.wait();
+      assert.equal(got, 40000000);
+    } finally {
+      sock.destroy();
+    }
+  };
+  // 2. SendInput to a process that does not read stdin fails after the bound; kill still works.
+  const input = async () => {
+    const h = await sbx.commands.run('sleep 100', { background: true, stdin: true });
+    const t0 = Date.now();
+    await assert.rejects(
+      sbx.commands.sendStdin(h.pid, 'x'.repeat(1 << 20), { requestTimeoutMs: 100_000 }),
+      (e) => {
+        assert.ok(e instanceof TimeoutError, `got ${e?.name}: ${e?.message}`);
+        assert.match(e.message, /did not read its input/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - t0 < 60_000);
+    assert.equal(await sbx.commands.kill(h.pid), true);
+  };
+  await Promise.all([output(), input()]);
 });
 
 test('envd is still healthy after the workload', T, async () => {

@@ -1,5 +1,6 @@
 // files.watchDir through the official SDK in debug mode (mirrors js-sdk tests/sandbox/files/watch.test.ts).
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -131,6 +132,88 @@ test('watching a missing directory → FileNotFoundError; a file → SandboxErro
     assert.ok(!(e instanceof FileNotFoundError));
     return true;
   });
+});
+
+/** The kernel's encoding of a stat dev (what /proc/PID/fdinfo prints as sdev). */
+function kernelDev(dev) {
+  const major = Number((BigInt(dev) >> 8n) & 0xfffn);
+  const minor = Number((BigInt(dev) & 0xffn) | ((BigInt(dev) >> 12n) & 0xfff00n));
+  return ((major << 20) | minor).toString(16);
+}
+
+/** sdev of every inotify watch envd holds. */
+function envdWatchDevs() {
+  const devs = [];
+  const dir = `/proc/${envd.pid}/fdinfo`;
+  for (const fd of fs.readdirSync(dir)) {
+    let text;
+    try {
+      text = fs.readFileSync(path.join(dir, fd), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const m of text.matchAll(/^inotify wd:\S+ ino:\S+ sdev:(\S+)/gm)) devs.push(m[1]);
+  }
+  return devs;
+}
+
+test('a recursive watch of / skips /proc and /sys', T, async () => {
+  const t0 = Date.now();
+  let handle;
+  try {
+    handle = await sbx.files.watchDir('/', () => {}, { recursive: true });
+  } catch (e) {
+    // Too many directories for the watch budget is an honest answer too.
+    assert.ok(e instanceof SandboxError, `got ${e?.name}: ${e?.message}`);
+  }
+  const ms = Date.now() - t0;
+  try {
+    if (handle) {
+      const devs = envdWatchDevs();
+      assert.ok(devs.length > 10, `only ${devs.length} watches`);
+      for (const p of ['/proc', '/sys']) {
+        const dev = kernelDev(fs.statSync(p).dev);
+        if (fs.statSync(p).dev === fs.statSync('/').dev) continue; // not a separate mount here
+        assert.equal(devs.filter((d) => d === dev).length, 0, `${p} is watched`);
+      }
+    }
+  } finally {
+    await handle?.stop();
+  }
+  assert.ok(ms < 15000, `watchDir('/', recursive) took ${ms} ms`);
+});
+
+test('the watch budget is shared by all watchers: over it → RateLimitError, freed on stop', { timeout: 60_000 }, async () => {
+  const a = path.join(W, 'budget-a');
+  const b = path.join(W, 'budget-b');
+  // 2 × 40,000 directories: each fits the per-watcher limit, both do not fit the budget.
+  await sbx.commands.run(`mkdir -p ${a} ${b} && cd ${a} && mkdir $(seq 40000) && cd ${b} && mkdir $(seq 40000)`);
+  try {
+    const ha = await sbx.files.watchDir(a, () => {}, { recursive: true });
+    try {
+      await assert.rejects(sbx.files.watchDir(b, () => {}, { recursive: true }), (e) => {
+        assert.equal(e?.name, 'RateLimitError', `got ${e?.name}: ${e?.message}`);
+        return true;
+      });
+    } finally {
+      await ha.stop();
+    }
+    // Stopping the first watcher gives its watches back.
+    await waitFor(
+      async () => {
+        try {
+          const hb = await sbx.files.watchDir(b, () => {}, { recursive: true });
+          await hb.stop();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { timeout: 10_000, what: 'the budget to be freed' },
+    );
+  } finally {
+    await sbx.commands.run(`rm -rf ${a} ${b}`);
+  }
 });
 
 test('onExit is called when the watch is stopped or times out', T, async () => {

@@ -302,6 +302,25 @@ static void test_upload_multipart(void)
 	upload_set_multipart(up, NULL, NULL, NULL);
 	ok(upload_part(up, "file", "~other/x", "x", 0, 1) < 0 && upload_error(up)->status == 400,
 	   "~other filename: 400");
+	up = upload_free(up);
+
+	/* An empty "file" part, then another field with the same filename: not a continuation. */
+	is_int(upload_new(rootfd, &user, NULL, false, NULL, &up), 0, "empty part: new");
+	upload_set_multipart(up, NULL, NULL, NULL);
+	ok(upload_part(up, "file", "cont.txt", "", 0, 0) == 0, "empty part: announced");
+	ok(upload_part(up, "other", "cont.txt", "evil", 0, 4) == 0, "empty part: other field");
+	is_int(upload_finish(up), 0, "empty part: finish");
+	ok(file_is("home/user/cont.txt", ""), "empty part: other field's data not written");
+	up = upload_free(up);
+
+	/* The same field and filename again does continue the part (libmicrohttpd's pattern). */
+	is_int(upload_new(rootfd, &user, NULL, false, NULL, &up), 0, "continuation: new");
+	upload_set_multipart(up, NULL, NULL, NULL);
+	ok(upload_part(up, "file", "cont2.txt", "", 0, 0) == 0 &&
+	       upload_part(up, "file", "cont2.txt", "good", 0, 4) == 0,
+	   "continuation: announced then data");
+	is_int(upload_finish(up), 0, "continuation: finish");
+	ok(file_is("home/user/cont2.txt", "good"), "continuation: data written");
 }
 
 static void test_upload_metadata(void)
@@ -334,6 +353,47 @@ static void test_upload_metadata(void)
 	   "metadata clear: none reported");
 }
 
+/* More than 16 KiB of xattr names (ext4 keeps xattrs in one block, so on tmpfs): user.e2b.* must
+ * still be found and removed. */
+static void test_upload_big_xattr_list(void)
+{
+	char dir[] = "/dev/shm/test-files-XXXXXX";
+	const char *what = "metadata big list: stale user.e2b.* removed";
+	if (!mkdtemp(dir)) {
+		skip("no /dev/shm", "%s", what);
+		return;
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "%s/big.txt", dir);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int added = 0;
+	for (int i = 0; fd >= 0 && i < 100; i++) {
+		char name[XATTR_NAME_MAX + 1];
+		snprintf(name, sizeof(name), "user.filler%03d.%0200d", i, 0);
+		if (fsetxattr(fd, name, "x", 1, 0) < 0)
+			break;
+		added++;
+	}
+	if (added < 100 || fsetxattr(fd, "user.e2b.stale", "old", 3, 0) < 0 ||
+	    flistxattr(fd, NULL, 0) <= 16 * 1024) {
+		skip("cannot set 100 long user xattrs on /dev/shm", "%s", what);
+	} else {
+		_cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_(upload_freep) struct upload *up = NULL;
+		char v[16];
+		is_int(upload_new(dfd, &user, NULL, false, "/big.txt", &up), 0,
+		       "metadata big list: new");
+		is_int(upload_finish(up), 0, "metadata big list: finish");
+		char filler[XATTR_NAME_MAX + 1];
+		snprintf(filler, sizeof(filler), "user.filler%03d.%0200d", 0, 0);
+		ok(fgetxattr(fd, "user.e2b.stale", v, sizeof(v)) < 0 && errno == ENODATA &&
+		       fgetxattr(fd, filler, v, sizeof(v)) == 1,
+		   "%s", what);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {
 	return remove(p);
@@ -358,6 +418,7 @@ int main(void)
 	test_upload_gzip();
 	test_upload_multipart();
 	test_upload_metadata();
+	test_upload_big_xattr_list();
 	fsid_leave();
 
 	close(rootfd);

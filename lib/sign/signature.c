@@ -1,5 +1,5 @@
 #include <nettle/sha2.h>
-#include "envd.h"
+#include "sign/signature.h"
 #include "common/strbuf.h"
 #include "json/jsonx.h"
 

@@ -1,0 +1,41 @@
+/* E2B's control-plane REST API (both generations, PROTOCOL.md §2), one file per resource. */
+#pragma once
+
+#include "http/http.h"
+#include "server.h"
+
+/* The router for the API listener (userdata: struct hutch_server). */
+const struct http_route *api_router(struct http_req *req);
+
+/* ---- shared by the resource files (api.c) ---- */
+struct api_req {
+	struct hutch_server *srv;
+	struct api_key key; /* the authenticated key */
+	char id[64];	    /* the {id} path segment, if any */
+	json_t *body;	    /* parsed JSON body (object), NULL when none */
+};
+/* {"code": status, "message": ...} with that status. */
+int api_error(struct http_req *req, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Decodes %XX escapes (and '+' as a space when plus_is_space); in place. -EINVAL on a bad escape.
+ */
+int url_unescape(char *s, bool plus_is_space);
+
+/* Handlers get the request with auth done and the body (if the route takes one) parsed. */
+typedef int (*api_handler_fn)(struct http_req *req, struct api_req *ar);
+
+/* sandboxes.c */
+int api_sandbox_create(struct http_req *req, struct api_req *ar);
+int api_sandbox_list_v1(struct http_req *req, struct api_req *ar);
+int api_sandbox_list_v2(struct http_req *req, struct api_req *ar);
+int api_sandbox_get(struct http_req *req, struct api_req *ar);
+int api_sandbox_kill(struct http_req *req, struct api_req *ar);
+int api_sandbox_connect(struct http_req *req, struct api_req *ar);
+int api_sandbox_timeout(struct http_req *req, struct api_req *ar);
+int api_sandbox_refresh(struct http_req *req, struct api_req *ar);
+int api_sandbox_pause(struct http_req *req, struct api_req *ar);
+/* metrics.c */
+int api_sandbox_metrics(struct http_req *req, struct api_req *ar);
+int api_sandboxes_metrics(struct http_req *req, struct api_req *ar);
+int api_sandbox_logs_v1(struct http_req *req, struct api_req *ar);
+int api_sandbox_logs_v2(struct http_req *req, struct api_req *ar);

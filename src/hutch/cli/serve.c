@@ -1,0 +1,263 @@
+/* `hutch serve`: the whole control plane on one machine. */
+#include <ctype.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <nettle/sha2.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include "api/api.h"
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/version.h"
+#include "frontdoor/frontdoor.h"
+#include "net/netpool.h"
+#include "template/template.h"
+
+static const char *const option_names[] = {
+	"data-dir",	    "cache-dir",      "listen",	      "sandbox-listen",	 "domain",
+	"envd-bundle",	    "init-path",      "mirror",	      "default-timeout", "max-timeout",
+	"default-cpu",	    "default-memory", "default-disk", "pids-max",	 "max-sandboxes",
+	"start-timeout-ms", "max-body",	      "net-subnet",   "net-prefix",	 "net-warm",
+	"uid-base",
+};
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: hutch serve [--data-dir DIR] [--listen ADDR:PORT] [--sandbox-listen "
+		"ADDR:PORT]\n"
+		"                   [--domain D] [--config FILE] [--log-level LEVEL] [OPTIONS]\n\n"
+		"Runs the E2B-compatible REST API (default 127.0.0.1:3000) and the sandbox\n"
+		"front door (default 127.0.0.1:49983). Needs root.\n\nOptions (also as "
+		"HUTCH_<NAME> variables and config file keys):\n");
+	for (size_t i = 0; i < ELEMENTSOF(option_names); i++)
+		fprintf(f, "  --%s\n", option_names[i]);
+}
+
+static void hash_key(const char *key, uint8_t out[32])
+{
+	struct sha256_ctx ctx;
+	sha256_init(&ctx);
+	sha256_update(&ctx, strlen(key), (const uint8_t *)key);
+	sha256_digest(&ctx, 32, out);
+}
+
+static void key_mask(const char *key, char *out, size_t size)
+{
+	size_t n = strlen(key);
+	if (n > 12)
+		snprintf(out, size, "%.8s...%s", key, key + n - 4);
+	else
+		snprintf(out, size, "%s", "e2b_...");
+}
+
+static bool valid_key(const char *k)
+{
+	if (!startswith(k, "e2b_") || strlen(k) < 4 + 16 || strlen(k) > 4 + 128)
+		return false;
+	for (const char *p = k + 4; *p; p++)
+		if (!isdigit((unsigned char)*p) && !(*p >= 'a' && *p <= 'f'))
+			return false;
+	return true;
+}
+
+/* HUTCH_API_KEY seeds a key; otherwise the first start makes one, prints it once and writes it
+ * to DATA_DIR/api-key (0600). Only hashes are stored. */
+static int bootstrap_key(struct hutch_config *cfg, struct store *st)
+{
+	const char *seed = getenv("HUTCH_API_KEY");
+	uint8_t hash[32];
+	struct api_key k;
+	if (seed && *seed) {
+		if (!valid_key(seed))
+			return log_error_errno(-EINVAL,
+					       "HUTCH_API_KEY must look like e2b_ followed "
+					       "by 16 to 128 lowercase hex digits");
+		hash_key(seed, hash);
+		if (store_key_lookup(st, hash, &k) == 0)
+			return 0;
+		char mask[32];
+		key_mask(seed, mask, sizeof(mask));
+		return store_key_create(st, "seeded", hash, mask, &k);
+	}
+	if (store_key_count(st) > 0)
+		return 0;
+	uint8_t rnd[20];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return -EIO;
+	char key[4 + 40 + 1] = "e2b_";
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(key + 4 + 2 * i, 3, "%02x", rnd[i]);
+	hash_key(key, hash);
+	char mask[32];
+	key_mask(key, mask, sizeof(mask));
+	int r = store_key_create(st, "default", hash, mask, &k);
+	if (r < 0)
+		return log_error_errno(r, "Failed to store the API key: %m");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/api-key", cfg->data_dir);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, key, strlen(key)) < 0 || write_all(fd, "\n", 1) < 0)
+		return log_error_errno(-errno, "Failed to write %s: %m", path);
+	fprintf(stderr, "Created the first API key (shown once; also in %s):\n\n    %s\n\n", path,
+		key);
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct hutch_config *cfg, enum log_level *level)
+{
+	enum { OPT_CONFIG = 1000, OPT_LOG_LEVEL, OPT_HELP };
+	struct option opts[ELEMENTSOF(option_names) + 4];
+	size_t n = 0;
+	for (; n < ELEMENTSOF(option_names); n++)
+		opts[n] = (struct option){ option_names[n], required_argument, NULL, (int)n };
+	opts[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
+	opts[n++] = (struct option){ "log-level", required_argument, NULL, OPT_LOG_LEVEL };
+	opts[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	opts[n] = (struct option){ 0 };
+
+	/* The config file first, so flags win over it. */
+	for (int i = 1; i < argc - 1; i++)
+		if (streq(argv[i], "--config") && config_load_file(cfg, argv[i + 1]) < 0)
+			return -EINVAL;
+	if (config_load_env(cfg) < 0)
+		return -EINVAL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+		if (c >= 0 && c < (int)ELEMENTSOF(option_names)) {
+			if (config_set(cfg, option_names[c], optarg) < 0)
+				return -EINVAL;
+		} else if (c == OPT_CONFIG) {
+			continue;
+		} else if (c == OPT_LOG_LEVEL) {
+			if (!log_level_parse(optarg, level)) {
+				fprintf(stderr,
+					"hutch: --log-level wants debug, info, warn or error\n");
+				return -EINVAL;
+			}
+		} else if (c == OPT_HELP || c == 'h') {
+			serve_usage(stdout);
+			return 1;
+		} else {
+			serve_usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hutch serve: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return config_finish(cfg);
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	struct hutch_config cfg;
+	enum log_level level = LOG_LEVEL_INFO;
+	if (config_defaults(&cfg, argv[0]) < 0)
+		return 1;
+	int r = parse_args(argc, argv, &cfg, &level);
+	if (r != 0) {
+		config_free(&cfg);
+		return r > 0 ? 0 : 2;
+	}
+	log_setup("hutch", level, true);
+	if (geteuid() != 0) {
+		fprintf(stderr,
+			"hutch serve: needs root (it creates namespaces, mounts, cgroups and "
+			"network interfaces)\n");
+		config_free(&cfg);
+		return 1;
+	}
+	if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
+		log_error_errno(-errno, "Failed to create the data dir %s: %m", cfg.data_dir);
+		config_free(&cfg);
+		return 1;
+	}
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct hutch_server srv = { .cfg = &cfg };
+	char *base_layer = NULL;
+	int rc = 1;
+	r = store_open(cfg.data_dir, &srv.store);
+	if (r < 0) {
+		log_error_errno(r, "Failed to open the store in %s: %m", cfg.data_dir);
+		goto out;
+	}
+	if (bootstrap_key(&cfg, srv.store) < 0)
+		goto out;
+	struct base_template_config bc = { .cache_dir = cfg.cache_dir, .mirror = cfg.mirror };
+	r = template_base_ensure(&bc, &base_layer);
+	if (r < 0) {
+		log_error_errno(r, "Failed to prepare the base template: %m");
+		goto out;
+	}
+	char net_dir[4096];
+	snprintf(net_dir, sizeof(net_dir), "%s/net", cfg.data_dir);
+	struct netpool_config nc = {
+		.state_dir = net_dir,
+		.prefix = cfg.net_prefix,
+		.subnet = cfg.net_subnet,
+		.warm = cfg.net_warm,
+		.max_slots = cfg.max_sandboxes,
+	};
+	r = netpool_new(&nc, &srv.netpool);
+	if (r < 0) {
+		log_error_errno(r, "Failed to set up sandbox networking: %m");
+		goto out;
+	}
+	r = orchestr_new(&cfg, srv.store, srv.netpool, &srv.orchestr);
+	if (r < 0) {
+		log_error_errno(r, "Failed to start the orchestrator: %m");
+		goto out;
+	}
+	r = orchestr_register_template(srv.orchestr, "base", base_layer);
+	if (r < 0) {
+		log_error_errno(r, "Failed to register the base template: %m");
+		goto out;
+	}
+	r = frontdoor_start(&srv, &srv.frontdoor);
+	if (r < 0) {
+		log_error("Failed to listen on %s:%u for sandboxes", cfg.sandbox_addr,
+			  cfg.sandbox_port);
+		goto out;
+	}
+	struct http_server_config hc = {
+		.address = cfg.listen_addr,
+		.port = cfg.listen_port,
+		.router = api_router,
+		.userdata = &srv,
+	};
+	r = http_server_start(&hc, &srv.api);
+	if (r < 0) {
+		log_error("Failed to listen on %s:%u for the API", cfg.listen_addr,
+			  cfg.listen_port);
+		goto out;
+	}
+	log_info("hutch %s ready: API http://%s:%u, sandboxes http://%s:%u, data %s", HUTCH_VERSION,
+		 cfg.listen_addr, cfg.listen_port, cfg.sandbox_addr, cfg.sandbox_port,
+		 cfg.data_dir);
+
+	int sig;
+	sigwait(&set, &sig);
+	log_info("Received signal %d: stopping every sandbox", sig);
+	rc = 0;
+out:
+	srv.api = http_server_stop(srv.api);
+	srv.orchestr = orchestr_free(srv.orchestr, true);
+	srv.frontdoor = frontdoor_stop(srv.frontdoor);
+	srv.netpool = netpool_free(srv.netpool);
+	srv.store = store_close(srv.store);
+	free(base_layer);
+	config_free(&cfg);
+	return rc;
+}

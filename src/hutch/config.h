@@ -1,0 +1,47 @@
+/* hutch's configuration: defaults < config file (JSON) < HUTCH_* environment < flags,
+ * validated once at start. Every limit a user can reach is here. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hutch_config {
+	char *data_dir;
+	char *cache_dir; /* shared slow artifacts (base rootfs) */
+	char listen_addr[128];
+	uint16_t listen_port;
+	char sandbox_addr[128];
+	uint16_t sandbox_port;
+	char *domain;	   /* the Sandbox.domain field; default "localhost:<sandbox port>" */
+	char *envd_bundle; /* default: <dir of hutch>/envd-bundle */
+	char *init_path;   /* default: <dir of hutch>/src/sandbox-tools/hutch-init */
+	char *mirror;	   /* Debian mirror for the base template; NULL: apt sources */
+
+	unsigned default_timeout_s;
+	unsigned max_timeout_s;
+	unsigned default_cpu;
+	unsigned default_memory_mb;
+	unsigned default_disk_mb;
+	unsigned pids_max;
+	unsigned max_sandboxes;
+	unsigned start_timeout_ms;
+	size_t max_body; /* REST request bodies */
+
+	char net_subnet[32];
+	char net_prefix[8];
+	unsigned net_warm;
+	uint32_t uid_base; /* first host uid handed to sandboxes */
+};
+
+/* Fills defaults (data dir by uid: /var/lib/hutch as root, else ~/.local/share/hutch). */
+int config_defaults(struct hutch_config *c, const char *argv0);
+/* Reads a JSON object whose keys are the long flag names ("listen", "max-sandboxes"...). */
+int config_load_file(struct hutch_config *c, const char *path);
+/* Applies HUTCH_<NAME> variables (HUTCH_DATA_DIR, HUTCH_LISTEN, ...). */
+int config_load_env(struct hutch_config *c);
+/* Sets one option by its flag name; -EINVAL with a message on stderr for bad values. */
+int config_set(struct hutch_config *c, const char *name, const char *value);
+/* Checks consistency; fills derived defaults (domain). */
+int config_finish(struct hutch_config *c);
+void config_free(struct hutch_config *c);

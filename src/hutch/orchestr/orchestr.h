@@ -1,0 +1,80 @@
+/*
+ * The sandbox lifecycle: create (template → network slot → runtime → store), timeouts (the
+ * evictor), kill. Holds the live sandboxes in memory for the front door; store/ holds the truth.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "config.h"
+#include "net/netpool.h"
+#include "store/store.h"
+
+struct orchestr;
+struct sandbox;
+
+/* An error for an API answer: HTTP status + message. */
+struct api_error {
+	unsigned status;
+	char message[512];
+};
+
+struct create_request {
+	const char *template_id;
+	unsigned timeout_s;	/* 0: the default */
+	const json_t *metadata; /* object str→str or NULL */
+	const json_t *env_vars; /* object str→str or NULL */
+	bool allow_internet;
+	bool auto_pause;
+	const json_t *extra; /* stored as-is (network, mcp, lifecycle...) or NULL */
+	const char *key_id;
+};
+
+int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
+		 struct orchestr **out);
+/* Stops the evictor; with kill_all, destroys every sandbox (SIGTERM of the daemon). */
+struct orchestr *orchestr_free(struct orchestr *o, bool kill_all);
+
+/* Registers a template whose layers exist (the base template at start). */
+int orchestr_register_template(struct orchestr *o, const char *id, const char *layer_path);
+
+/* Creates a running sandbox; *out is its record (caller clears). */
+int orchestr_create(struct orchestr *o, const struct create_request *req, struct sandbox_rec *out,
+		    struct api_error *err);
+/* -ENOENT when unknown (or already gone). */
+int orchestr_kill(struct orchestr *o, const char *id);
+/* Sets the end to now + timeout_s; with only_extend never moves it earlier. *end_ms is the new
+ * end. -ENOENT when unknown. */
+int orchestr_set_timeout(struct orchestr *o, const char *id, unsigned timeout_s, bool only_extend,
+			 int64_t *end_ms);
+int orchestr_stats(struct orchestr *o, const char *id, json_t **metric);
+/* The sandbox's envd log lines as [{timestamp, line}] (new ref). */
+int orchestr_logs(struct orchestr *o, const char *id, json_t **logs);
+
+/* Tokens derived from the id under the server secret (hex HMAC-SHA256). */
+void orchestr_envd_token(struct orchestr *o, const char *id, char out[65]);
+void orchestr_traffic_token(struct orchestr *o, const char *id, char out[65]);
+
+/* ---- for the front door ---- */
+/* A running sandbox, referenced; NULL when unknown, stopping or gone. */
+struct sandbox *orchestr_get(struct orchestr *o, const char *id);
+/* The running sandbox whose envd token signs (path, op, user, expiration) to `signature`, for
+ * signed /files URLs that carry no sandbox id. Referenced, or NULL. */
+struct sandbox *orchestr_find_by_signature(struct orchestr *o, const char *path, const char *op,
+					   const char *user, const char *expiration,
+					   const char *signature);
+struct sandbox *sandbox_ref(struct sandbox *s);
+void sandbox_unref(struct sandbox *s);
+const char *sandbox_id(const struct sandbox *s);
+int sandbox_netns_fd(const struct sandbox *s);
+
+/* A front-door connection attached to a sandbox; cut() is called (from another thread) when
+ * the sandbox is killed, so open streams end at once. */
+struct sandbox_link {
+	void (*cut)(struct sandbox_link *l);
+	struct sandbox_link *next, *prev;
+};
+/* Returns -ESHUTDOWN when the sandbox is already being killed. */
+int sandbox_link_add(struct sandbox *s, struct sandbox_link *l);
+void sandbox_link_remove(struct sandbox *s, struct sandbox_link *l);

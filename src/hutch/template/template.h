@@ -1,0 +1,36 @@
+/* Templates: stacks of read-only layers (directories). The default `base` is a Debian 12 root
+ * filesystem built once with debootstrap and kept in a shared cache. */
+#pragma once
+
+#include <stdbool.h>
+
+struct base_template_config {
+	const char *cache_dir; /* shared cache (e.g. /var/cache/hutch), not per data dir */
+	const char *mirror;    /* NULL: the first Debian mirror in the machine's apt sources */
+	bool quiet;
+};
+
+/*
+ * Ensures the base root filesystem exists under cache_dir and returns its path (malloc'd in
+ * *layer_out). Builds it with debootstrap on first use (minutes), later calls are instant.
+ * Concurrent callers (two daemons, parallel tests) are serialised by a lock file.
+ */
+int template_base_ensure(const struct base_template_config *cfg, char **layer_out);
+
+/*
+ * The Debian mirror the machine's apt already uses: the URI of the first `deb` entry for `suite`
+ * (exactly, not suite-updates/-security) with component main, read from <root>/etc/apt/
+ * sources.list, then sources.list.d/ *.list (one-line) and *.sources (deb822) in name order.
+ * root NULL or "/" is the host. Returns 0 with a malloc'd URI in *mirror_out, -ENOENT if none.
+ */
+int template_apt_mirror(const char *root, const char *suite, char **mirror_out);
+/* Parsers behind template_apt_mirror, on one file's text: 1 with a malloc'd *uri_out on a match,
+ * 0 when none, -ENOMEM. */
+int template_apt_sources_find_list(const char *text, const char *suite, char **uri_out);
+int template_apt_sources_find_deb822(const char *text, const char *suite, char **uri_out);
+/* Whether uri is acceptable as a mirror: http://, https:// or file:///, one printable token. */
+bool template_mirror_valid(const char *uri);
+
+/* The path the base layer of this recipe has (or will have) under cache_dir (NULL: the default
+ * /var/cache/hutch), whether built or not. Malloc'd in *path_out. */
+int template_base_path(const char *cache_dir, char **path_out);
