@@ -3,7 +3,7 @@
 // Prints Sandbox.create() p50/p99, create → first command p50, the same command under a bare
 // bubblewrap sandbox on the same base root filesystem (the floor), their ratio, and host memory
 // per idle sandbox with M sandboxes alive at once.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,8 +49,10 @@ try {
   console.log(`create -> first commands.run('true') p50 ${fmt(q(first, 0.5))} ms`);
 
   // The floor: the same command in a bare bubblewrap sandbox on the same root filesystem.
-  const layer = execFileSync(path.join(repo, 'build/hutch'), ['--version']) && fs.readdirSync('/var/cache/hutch/templates').filter((d) => d.startsWith('base-') && !d.endsWith('.log')).sort().pop();
-  const rootfs = path.join('/var/cache/hutch/templates', layer);
+  const tdir = '/var/cache/hutch/templates';
+  const layer = fs.readdirSync(tdir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && d.name.startsWith('base-') && !d.name.endsWith('.tmp')).map((d) => d.name).sort().pop();
+  const rootfs = path.join(tdir, layer);
   const bw = [];
   const bwArgs = ['--unshare-all', '--die-with-parent', '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--uid', '1000', '--gid', '1000', '/bin/bash', '-l', '-c', 'true'];
   for (let i = 0; i < RUNS; i++) {

@@ -101,6 +101,13 @@ __attribute__((no_sanitize_address)) static int child(void *arg)
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 
+	/* envd may run protected from the OOM killer (-1000 inside sandboxes); the processes it
+	 * starts are fair game, slightly preferred (100, as in E2B). Raising needs no privilege. */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (oom >= 0) {
+		(void)!write(oom, "100", 3);
+		close(oom);
+	}
 	if (setsid() < 0)
 		goto fail;
 	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)

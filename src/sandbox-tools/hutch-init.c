@@ -27,9 +27,9 @@
 #define BACKOFF_MIN 10
 #define BACKOFF_MAX 5000
 #define STABLE_MS   10000 /* an envd that ran this long resets the backoff */
-/* What envd gets: -1000 would protect it from the OOM killer, but every process envd starts
- * inherits its value; until envd resets its children to 0, envd stays killable like them. */
-#define ENVD_OOM_ADJ "0"
+/* envd is never the OOM killer's choice (a memory hog must not take the sandbox's agent with
+ * it); envd puts the processes it starts back at 100, as E2B's envd does. */
+#define ENVD_OOM_ADJ "-1000"
 
 static uint64_t now_ms(void)
 {

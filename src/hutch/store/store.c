@@ -496,9 +496,12 @@ int store_open(const char *data_dir, struct store **out)
 
 	/* Create the file ourselves so that it (and the -wal/-shm files SQLite derives from
 	 * it) holds key hashes and secrets with mode 0600. */
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return log_debug_errno(negative_errno(), "store: open %s: %m", path);
+	/* Closed before SQLite opens the file: closing any fd of a database file drops every
+	 * POSIX lock this process holds on it, SQLite's included. */
+	close(fd);
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
