@@ -370,7 +370,9 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		r = seterr(err, 500, "cannot create %s: %s", s->run_dir, strerror(errno));
 		goto fail;
 	}
+	uint64_t t0 = now_usec();
 	r = netpool_acquire(o->np, req->allow_internet, &s->slot);
+	uint64_t t1 = now_usec();
 	if (r < 0) {
 		s->slot = NULL;
 		r = seterr(err, 503, "no network slot available: %s", strerror(-r));
@@ -404,9 +406,11 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		goto fail;
 	}
 	s->started_ms = now;
+	uint64_t t2 = now_usec();
 	r = start_runtime(o, s, &t, req, err);
 	if (r < 0)
 		goto fail;
+	uint64_t t3 = now_usec();
 	/* The timeout counts from when the sandbox is usable. */
 	int64_t end = now_ms() + (int64_t)timeout * 1000;
 	store_sandbox_set_end(o->st, s->id, &end, false);
@@ -417,7 +421,11 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	o->list = s;
 	pthread_mutex_unlock(&o->lock);
 	template_rec_clear(&t);
-	log_info("Sandbox %s started from template %s", s->id, s->template_id);
+	log_info(
+	    "Sandbox %s started from template %s (net %.1f ms, record %.1f ms, runtime %.1f ms, "
+	    "state %.1f ms)",
+	    s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
+	    (double)(t3 - t2) / 1000, (double)(now_usec() - t3) / 1000);
 	return store_sandbox_get(o->st, s->id, out);
 
 fail:
