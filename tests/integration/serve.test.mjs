@@ -170,6 +170,22 @@ test('two sandboxes are isolated from each other', opts, async () => {
   }
 });
 
+test('logs: the sandbox agent\'s output, v1 and v2 shapes', opts, async () => {
+  const sbx = await Sandbox.create('base');
+  try {
+    const v1 = await api(h, 'GET', `/sandboxes/${sbx.sandboxId}/logs`);
+    assert.equal(v1.status, 200);
+    assert.ok(v1.json.logs.some((l) => /envd .* listening/.test(l.line)), JSON.stringify(v1.json).slice(0, 500));
+    assert.ok(v1.json.logs.every((l) => !Number.isNaN(Date.parse(l.timestamp))));
+    const v2 = await api(h, 'GET', `/v2/sandboxes/${sbx.sandboxId}/logs`);
+    assert.equal(v2.status, 200);
+    assert.ok(v2.json.logs.some((l) => /envd .* listening/.test(l.message)));
+  } finally {
+    await sbx.kill();
+  }
+  assert.equal((await api(h, 'GET', `/sandboxes/${sbx.sandboxId}/logs`)).status, 404);
+});
+
 test('bad input gets JSON errors', opts, async () => {
   assert.equal((await api(h, 'POST', '/v2/sandboxes', { templateID: 'nope' })).status, 404);
   assert.equal((await api(h, 'POST', '/v2/sandboxes', {})).status, 400);

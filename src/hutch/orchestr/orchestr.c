@@ -543,7 +543,8 @@ int orchestr_logs(struct orchestr *o, const char *id, json_t **logs)
 	if (!s)
 		return -ENOENT;
 	char path[PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/sandbox.log", s->run_dir);
+	/* The shim collects init's and envd's output (bounded) in shim.log. */
+	snprintf(path, sizeof(path), "%s/shim.log", s->run_dir);
 	sandbox_unref(s);
 	json_t *arr = json_array();
 	if (!arr)
@@ -560,6 +561,8 @@ int orchestr_logs(struct orchestr *o, const char *id, json_t **logs)
 		long nsec;
 		if (ts && parse_rfc3339(ts, &sec, &nsec) == 0)
 			ms = sec * 1000 + nsec / 1000000;
+		else
+			ms = now_ms(); /* a line with no time of its own */
 		json_decref(j);
 		char when[64];
 		format_rfc3339(when, sizeof(when), ms / 1000, (long)(ms % 1000) * 1000000L);
