@@ -27,7 +27,7 @@ export function leftovers(dataDir, prefix) {
   }
   if (sh('nft', ['list', 'tables']).includes(`hutch_${prefix}`)) found.push(`nft table hutch_${prefix}`);
   for (const root of ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu,cpuacct', '/sys/fs/cgroup/unified']) {
-    const dir = path.join(root, 'hutch');
+    const dir = path.join(root, `hutch-${prefix}`);
     if (!fs.existsSync(dir)) continue;
     for (const e of fs.readdirSync(dir, { withFileTypes: true }))
       if (e.isDirectory()) found.push(`cgroup: ${path.join(dir, e.name)}`);

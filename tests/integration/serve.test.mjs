@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { Sandbox, CommandExitError } from 'e2b';
 import { startHutch, skipReason, api } from './hutch-helpers.mjs';
 import { sleep } from './helpers.mjs';
@@ -184,6 +185,52 @@ test('logs: the sandbox agent\'s output, v1 and v2 shapes', opts, async () => {
     await sbx.kill();
   }
   assert.equal((await api(h, 'GET', `/sandboxes/${sbx.sandboxId}/logs`)).status, 404);
+});
+
+test('user ports through the front door: header and Host routing, closed ports, private traffic', opts, async () => {
+  const raw = await api(h, 'POST', '/v2/sandboxes', { templateID: 'base', network: { allowPublicTraffic: false } });
+  assert.equal(raw.status, 201, raw.text);
+  const { sandboxID: id, trafficAccessToken: traffic, envdAccessToken } = raw.json;
+  assert.match(traffic, /^[0-9a-f]{64}$/);
+  const sbx = await Sandbox.connect(id);
+  try {
+    await sbx.commands.run('mkdir -p /tmp/www && echo served > /tmp/www/index.html && cd /tmp/www && python3 -m http.server 8000 --bind 127.0.0.1', { background: true });
+    const url = `${h.sandboxUrl}/index.html`;
+    let res;
+    for (let i = 0; i < 50; i++) {
+      res = await fetch(url, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '8000', 'e2b-traffic-access-token': traffic } });
+      if (res.status === 200) break;
+      await res.arrayBuffer();
+      await sleep(100);
+    }
+    const body = await res.text();
+    assert.equal(res.status, 200, body);
+    assert.equal(body, 'served\n');
+    const noToken = await fetch(url, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '8000' } });
+    assert.equal(noToken.status, 403);
+    assert.equal((await noToken.json()).code, 403);
+    // envd's own port needs its access token, not the traffic token.
+    const health = await fetch(`${h.sandboxUrl}/health`, { headers: { 'e2b-sandbox-id': id } });
+    assert.equal(health.status, 204);
+    // Host-based routing: <port>-<id>.<domain>.
+    // (fetch may not set Host, so node:http does it.)
+    const byHost = await new Promise((resolve, reject) => {
+      const u = new URL(url);
+      http.get({ host: u.hostname, port: u.port, path: u.pathname, headers: { host: `8000-${id}.localhost`, 'e2b-traffic-access-token': traffic } }, (r) => {
+        let b = '';
+        r.on('data', (d) => { b += d; });
+        r.on('end', () => resolve({ status: r.statusCode, body: b }));
+      }).on('error', reject);
+    });
+    assert.equal(byHost.status, 200, byHost.body);
+    assert.equal(byHost.body, 'served\n');
+    const closed = await fetch(url, { headers: { 'e2b-sandbox-id': id, 'e2b-sandbox-port': '8001', 'e2b-traffic-access-token': traffic } });
+    assert.equal(closed.status, 502);
+    assert.deepEqual(await closed.json(), { sandboxId: id, message: 'The sandbox is running but port is not open', port: 8001, code: 502 });
+    assert.ok(envdAccessToken);
+  } finally {
+    await sbx.kill();
+  }
 });
 
 test('bad input gets JSON errors', opts, async () => {

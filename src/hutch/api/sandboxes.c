@@ -30,12 +30,13 @@ static bool string_map(const json_t *j)
 /* The `Sandbox` object of create/connect answers. */
 static json_t *sandbox_json(struct api_req *ar, const struct sandbox_rec *r)
 {
-	char token[65];
+	char token[65], traffic[65];
 	orchestr_envd_token(ar->srv->orchestr, r->id, token);
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:s}", "templateID", r->template_id,
+	orchestr_traffic_token(ar->srv->orchestr, r->id, traffic);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "templateID", r->template_id,
 			 "sandboxID", r->id, "clientID", "hutch", "envdVersion", r->envd_version,
 			 "alias", r->alias[0] ? r->alias : r->template_id, "envdAccessToken", token,
-			 "trafficAccessToken", "domain", ar->srv->cfg->domain);
+			 "trafficAccessToken", traffic, "domain", ar->srv->cfg->domain);
 }
 
 /* The fields ListedSandbox and SandboxDetail share. */

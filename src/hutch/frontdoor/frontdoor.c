@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <nettle/memops.h>
 #include <stddef.h>
 #include <strings.h>
 #include <poll.h>
@@ -479,6 +480,20 @@ static int fd_begin(struct http_req *req)
 		sb = orchestr_get(srv->orchestr, t.sandbox_id);
 		if (!sb)
 			return respond_gone(req, t.sandbox_id);
+	}
+	const char *need = t.port != ENVD_PORT ? sandbox_traffic_token(sb) : NULL;
+	if (need) {
+		const char *got = http_header(req, "E2B-Traffic-Access-Token");
+		bool ok = got && strlen(got) == strlen(need) && memeql_sec(got, need, strlen(need));
+		if (!ok) {
+			sandbox_unref(sb);
+			return http_respond_json(
+			    req, 403,
+			    json_pack("{s:s, s:s, s:i}", "sandboxId", t.sandbox_id, "message",
+				      "This sandbox's traffic is private: send its traffic access "
+				      "token in E2B-Traffic-Access-Token",
+				      "code", 403));
+		}
 	}
 	struct relay *r = calloc(1, sizeof(*r));
 	if (!r) {

@@ -23,6 +23,8 @@ struct sandbox {
 	char template_id[64];
 	char run_dir[PATH_MAX];
 	char envd_token[65];
+	char traffic_token[65];
+	bool private_traffic; /* network.allowPublicTraffic = false: ports need the traffic token */
 	struct runtime_sandbox *rs;
 	struct net_slot *slot;
 	int uid_index;
@@ -95,6 +97,11 @@ void sandbox_unref(struct sandbox *s)
 const char *sandbox_id(const struct sandbox *s)
 {
 	return s->id;
+}
+
+const char *sandbox_traffic_token(const struct sandbox *s)
+{
+	return s->private_traffic ? s->traffic_token : NULL;
 }
 
 int sandbox_netns_fd(const struct sandbox *s)
@@ -292,6 +299,10 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
 	json_decref(ec);
 	char resolv[1024] = "";
+	char cgroup_parent[32];
+	/* One cgroup directory per daemon (its network prefix is unique), so two daemons on a
+	 * host never see each other's sandboxes. */
+	snprintf(cgroup_parent, sizeof(cgroup_parent), "hutch-%s", o->cfg->net_prefix);
 	net_resolv_conf(resolv, sizeof(resolv));
 
 	struct sandbox_spec spec = {
@@ -313,6 +324,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		/* E2B's base gives `user` passwordless sudo, which needs setuid: no_new_privs
 		 * stays off; seccomp and the capability bounding set still apply. */
 		.allow_setuid = true,
+		.cgroup_parent = cgroup_parent,
 	};
 	int r = ec_text ? o->rt->start(&spec, &s->rs) : -ENOMEM;
 	free(ec_text);
@@ -365,6 +377,10 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		goto fail;
 	}
 	orchestr_envd_token(o, s->id, s->envd_token);
+	orchestr_traffic_token(o, s->id, s->traffic_token);
+	json_t *public_traffic =
+	    json_object_get(json_object_get(req->extra, "network"), "allowPublicTraffic");
+	s->private_traffic = json_is_false(public_traffic);
 	snprintf(s->run_dir, sizeof(s->run_dir), "%s/sandboxes/%s", o->cfg->data_dir, s->id);
 	if (mkdir(s->run_dir, 0700) < 0) {
 		r = seterr(err, 500, "cannot create %s: %s", s->run_dir, strerror(errno));

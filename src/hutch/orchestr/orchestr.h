@@ -68,6 +68,9 @@ struct sandbox *sandbox_ref(struct sandbox *s);
 void sandbox_unref(struct sandbox *s);
 const char *sandbox_id(const struct sandbox *s);
 int sandbox_netns_fd(const struct sandbox *s);
+/* The token requests to its ports (other than envd's) must carry in E2B-Traffic-Access-Token,
+ * or NULL when its traffic is public (the default). */
+const char *sandbox_traffic_token(const struct sandbox *s);
 
 /* A front-door connection attached to a sandbox; cut() is called (from another thread) when
  * the sandbox is killed, so open streams end at once. */
