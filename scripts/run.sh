@@ -18,8 +18,7 @@ fi
 if [ -z "${HUTCH_API_KEY:-}" ]; then
 	# Made here so it can be printed below; hutch stores only its hash.
 	HUTCH_API_KEY="e2b_$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')"
-	umask 077
-	printf '%s\n' "$HUTCH_API_KEY" >"$key_file"
+	(umask 077 && printf '%s\n' "$HUTCH_API_KEY" >"$key_file")
 fi
 export HUTCH_API_KEY
 cat <<EOT

@@ -29,6 +29,7 @@ export function leftovers(dataDir, prefix) {
   for (const root of ['/sys/fs/cgroup', '/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/cpu,cpuacct', '/sys/fs/cgroup/unified']) {
     const dir = path.join(root, `hutch-${prefix}`);
     if (!fs.existsSync(dir)) continue;
+    found.push(`cgroup dir: ${dir}`);
     for (const e of fs.readdirSync(dir, { withFileTypes: true }))
       if (e.isDirectory()) found.push(`cgroup: ${path.join(dir, e.name)}`);
   }

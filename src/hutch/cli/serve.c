@@ -165,6 +165,9 @@ int cmd_serve(int argc, char **argv)
 		return r > 0 ? 0 : 2;
 	}
 	log_setup("hutch", level, true);
+	/* Modes below are chosen explicitly where they matter; a restrictive umask inherited from
+	 * the caller must not make sandbox mount points untraversable for sandbox root. */
+	umask(022);
 	if (geteuid() != 0) {
 		fprintf(stderr,
 			"hutch serve: needs root (it creates namespaces, mounts, cgroups and "

@@ -449,8 +449,15 @@ fail:
 	o->count--;
 	pthread_mutex_unlock(&o->lock);
 	destroy_sandbox(o, s); /* releases slot, uid, row */
-	if (s->run_dir[0])
-		rmdir(s->run_dir);
+	if (s->run_dir[0]) {
+		/* A start that failed half-way: the runtime finds and removes what it made (a
+		 * shim that is still there, its cgroup, RUN_DIR). Its log went to ours already. */
+		struct runtime_sandbox *rs = NULL;
+		if (o->rt->attach(s->run_dir, &rs) >= 0)
+			o->rt->destroy(rs);
+		else
+			rmdir(s->run_dir);
+	}
 	sandbox_unref(s);
 	template_rec_clear(&t);
 	return r;
@@ -682,6 +689,26 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 	return 0;
 }
 
+/* The daemon's own cgroup directories (cgroup v1: one per hierarchy; v2: one), empty once
+ * every sandbox is gone. Best effort: a busy one stays. */
+static void remove_cgroup_parents(struct orchestr *o)
+{
+	char name[32];
+	snprintf(name, sizeof(name), "hutch-%s", o->cfg->net_prefix);
+	_cleanup_closedir_ DIR *d = opendir("/sys/fs/cgroup");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s/%s", de->d_name, name);
+		rmdir(path);
+	}
+	char v2[PATH_MAX];
+	snprintf(v2, sizeof(v2), "/sys/fs/cgroup/%s", name);
+	rmdir(v2);
+}
+
 struct orchestr *orchestr_free(struct orchestr *o, bool kill_all)
 {
 	if (!o)
@@ -710,6 +737,8 @@ struct orchestr *orchestr_free(struct orchestr *o, bool kill_all)
 		}
 		sandbox_unref(s);
 	}
+	if (kill_all)
+		remove_cgroup_parents(o);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
 	free(o->uid_used);
