@@ -61,6 +61,11 @@ int config_defaults(struct hutch_config *c, const char *argv0)
 	if (asprintf(&c->envd_bundle, "%s/envd-bundle", dir) < 0 ||
 	    asprintf(&c->init_path, "%s/src/sandbox-tools/hutch-init", dir) < 0)
 		return -ENOMEM;
+	_cleanup_free_ char *shim = NULL;
+	if (asprintf(&shim, "%s/hutch-shim", dir) < 0)
+		return -ENOMEM;
+	if (access(shim, X_OK) == 0)
+		c->shim_path = TAKE_PTR(shim);
 	snprintf(c->listen_addr, sizeof(c->listen_addr), "127.0.0.1");
 	c->listen_port = 3000;
 	snprintf(c->sandbox_addr, sizeof(c->sandbox_addr), "127.0.0.1");
@@ -243,6 +248,7 @@ void config_free(struct hutch_config *c)
 	free(c->domain);
 	free(c->envd_bundle);
 	free(c->init_path);
+	free(c->shim_path);
 	free(c->mirror);
 	memset(c, 0, sizeof(*c));
 }

@@ -16,6 +16,7 @@ struct hutch_config {
 	char *domain;	   /* the Sandbox.domain field; default "localhost:<sandbox port>" */
 	char *envd_bundle; /* default: <dir of hutch>/envd-bundle */
 	char *init_path;   /* default: <dir of hutch>/src/sandbox-tools/hutch-init */
+	char *shim_path;   /* <dir of hutch>/hutch-shim if present; NULL: `hutch shim` */
 	char *mirror;	   /* Debian mirror for the base template; NULL: apt sources */
 
 	unsigned default_timeout_s;

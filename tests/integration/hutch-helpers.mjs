@@ -36,7 +36,7 @@ export function leftovers(dataDir, prefix) {
   for (const p of sh('pgrep', ['-f', `shim ${dataDir}`]).split('\n').filter(Boolean)) found.push(`shim pid ${p}`);
   const sbx = path.join(dataDir, 'sandboxes');
   // .hutch-disk-<size>.img is the runtime's formatted disk template, kept on purpose.
-  if (fs.existsSync(sbx)) for (const e of fs.readdirSync(sbx)) if (!e.startsWith('.hutch-disk-')) found.push(`run dir: ${e}`);
+  if (fs.existsSync(sbx)) for (const e of fs.readdirSync(sbx)) if (!/^\.hutch-disk-\d+M\.img$/.test(e)) found.push(`run dir: ${e}`);
   return found;
 }
 

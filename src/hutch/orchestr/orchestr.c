@@ -16,6 +16,8 @@
 #include "sign/signature.h"
 
 #define EVICT_INTERVAL_MS 200
+/* Upper-layer disks the jail keeps made ahead: back-to-back creates each take one. */
+#define ORCHESTR_DISK_POOL 4
 
 struct sandbox {
 	int refs;
@@ -318,6 +320,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		.hostname = s->id,
 		.envd_bundle = o->cfg->envd_bundle,
 		.init_path = o->cfg->init_path,
+		.shim_path = o->cfg->shim_path,
 		.envd_config = ec_text,
 		.start_timeout_ms = o->cfg->start_timeout_ms,
 		.resolv_conf = resolv,
@@ -325,6 +328,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		 * stays off; seccomp and the capability bounding set still apply. */
 		.allow_setuid = true,
 		.cgroup_parent = cgroup_parent,
+		.disk_pool = ORCHESTR_DISK_POOL,
 	};
 	int r = ec_text ? o->rt->start(&spec, &s->rs) : -ENOMEM;
 	free(ec_text);
@@ -427,10 +431,13 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	if (r < 0)
 		goto fail;
 	uint64_t t3 = now_usec();
-	/* The timeout counts from when the sandbox is usable. */
-	int64_t end = now_ms() + (int64_t)timeout * 1000;
-	store_sandbox_set_end(o->st, s->id, &end, false);
-	store_sandbox_set_state(o->st, s->id, SANDBOX_RUNNING);
+	/* The timeout counts from when the sandbox is usable; one commit for end and state. */
+	rec.end_ms = now_ms() + (int64_t)timeout * 1000;
+	rec.state = SANDBOX_RUNNING;
+	if (store_sandbox_update(o->st, &rec) < 0) {
+		r = seterr(err, 500, "cannot record the sandbox");
+		goto fail;
+	}
 
 	pthread_mutex_lock(&o->lock);
 	s->next = o->list;
@@ -739,6 +746,7 @@ struct orchestr *orchestr_free(struct orchestr *o, bool kill_all)
 	}
 	if (kill_all)
 		remove_cgroup_parents(o);
+	o->rt->shutdown();
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->lock);
 	free(o->uid_used);

@@ -2,7 +2,7 @@
  * Sandbox runtimes behind one ops table: the namespace jail now, KVM microVMs later. Callers
  * (orchestr/) never branch on the driver's kind.
  *
- * Process model: start() spawns one supervisor ("shim": `hutch shim RUN_DIR`) per sandbox, in
+ * Process model: start() spawns one supervisor ("shim": `hutch-shim shim RUN_DIR`) per sandbox, in
  * its own session, so the daemon can exit or crash without taking sandboxes with it. The shim
  * owns the sandbox's mounts, cgroup and init process, and cleans them up when the sandbox ends.
  * RUN_DIR holds everything needed to find the sandbox again (spec.json, shim.pid, state files).
@@ -34,7 +34,8 @@ struct sandbox_spec {
 	const char *resolv_conf;   /* text of /etc/resolv.conf inside (NULL: left as in the root) */
 	const char *shim_path;	   /* runs as `SHIM shim RUN_DIR` (NULL: /proc/self/exe) */
 	const char *cgroup_parent; /* cgroup directory under each hierarchy (NULL: "hutch") */
-	bool allow_setuid; /* leave no_new_privs off so setuid binaries (sudo) work inside */
+	bool allow_setuid;  /* leave no_new_privs off so setuid binaries (sudo) work inside */
+	unsigned disk_pool; /* daemon: keep this many disks of disk_mb made ahead (see shutdown) */
 };
 
 struct sandbox_stats {
@@ -60,6 +61,8 @@ struct runtime_ops {
 	int (*stats)(struct runtime_sandbox *rs, struct sandbox_stats *out);
 	/* true while the sandbox's init is alive. */
 	bool (*alive)(struct runtime_sandbox *rs);
+	/* Destroys what the driver keeps made ahead for later starts (daemon shutdown). */
+	void (*shutdown)(void);
 };
 
 extern const struct runtime_ops jail_runtime_ops;

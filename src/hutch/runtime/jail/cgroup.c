@@ -178,6 +178,35 @@ int jail_cgroup_attach(struct jail_cgroup *cg, pid_t pid)
 	return 0;
 }
 
+int jail_cgroup_open_tasks(const struct jail_cgroup *cg, int *fds)
+{
+	if (cg->v2)
+		return 0;
+	for (unsigned i = 0; i < cg->n; i++) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/tasks", cg->dirs[i]);
+		fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+		if (fds[i] < 0) {
+			int r = -errno;
+			while (i > 0)
+				close(fds[--i]);
+			return r;
+		}
+	}
+	return (int)cg->n;
+}
+
+int jail_cgroup_join_self(const int *fds, unsigned n)
+{
+	/* "0" in tasks moves the calling thread only, which skips the global threadgroup lock
+	 * (and the RCU grace period a pid in cgroup.procs waits for, per hierarchy). The
+	 * caller is single-threaded: its thread is its process. */
+	for (unsigned i = 0; i < n; i++)
+		if (write(fds[i], "0", 1) < 0)
+			return -errno;
+	return 0;
+}
+
 /* SIGKILLs every pid listed; returns how many were listed (0: empty or gone). */
 static int kill_listed(const char *dir)
 {

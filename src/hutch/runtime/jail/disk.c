@@ -47,13 +47,10 @@ static int run_mkfs(const char *image)
 }
 
 /* The golden image for this size, made once (atomically: mkfs into a temp file, rename). */
-static int golden_image(const char *run_dir, unsigned mb, char **out)
+static int golden_image(const char *dir, unsigned mb, char **out)
 {
-	_cleanup_free_ char *copy = strdup(run_dir);
-	if (!copy)
-		return -ENOMEM;
 	_cleanup_free_ char *path = NULL, *tmp = NULL;
-	if (asprintf(&path, "%s/.hutch-disk-%uM.img", dirname(copy), mb) < 0 ||
+	if (asprintf(&path, "%s/.hutch-disk-%uM.img", dir, mb) < 0 ||
 	    asprintf(&tmp, "%s.%d.tmp", path, (int)getpid()) < 0)
 		return -ENOMEM;
 	if (access(path, F_OK) == 0) {
@@ -152,8 +149,10 @@ static int make_owned_dir(int dirfd, const char *name, uid_t uid)
 
 static int mount_image(int run_dirfd, const char *run_dir, const struct sandbox_spec *spec)
 {
-	_cleanup_free_ char *golden = NULL, *mnt = NULL;
-	int r = golden_image(run_dir, spec->disk_mb, &golden);
+	_cleanup_free_ char *golden = NULL, *mnt = NULL, *copy = strdup(run_dir);
+	if (!copy)
+		return -ENOMEM;
+	int r = golden_image(dirname(copy), spec->disk_mb, &golden);
 	if (r < 0)
 		return r;
 	r = sparse_copy(golden, run_dirfd, JAIL_DISK_IMAGE);
@@ -176,12 +175,26 @@ static int mount_image(int run_dirfd, const char *run_dir, const struct sandbox_
 	return 0;
 }
 
+/* A filesystem made ahead by jail_disk_make (its image already renamed to RUN_DIR/disk.img). */
+static int attach_made(int run_dirfd, const char *run_dir, int mount_fd)
+{
+	_cleanup_free_ char *mnt = NULL;
+	if (mkdirat(run_dirfd, JAIL_DISK_DIR, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (asprintf(&mnt, "%s/" JAIL_DISK_DIR, run_dir) < 0)
+		return -ENOMEM;
+	if (move_mount(mount_fd, "", AT_FDCWD, mnt, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return -errno;
+	return 0;
+}
+
 int jail_disk_setup(int run_dirfd, const char *run_dir, const struct sandbox_spec *spec,
-		    int *upper_fd, int *work_fd)
+		    int made_fd, int *upper_fd, int *work_fd)
 {
 	_cleanup_close_ int base = -1;
 	if (spec->disk_mb) {
-		int r = mount_image(run_dirfd, run_dir, spec);
+		int r = made_fd >= 0 ? attach_made(run_dirfd, run_dir, made_fd)
+				     : mount_image(run_dirfd, run_dir, spec);
 		if (r < 0)
 			return r;
 		base = openat(run_dirfd, JAIL_DISK_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -199,6 +212,37 @@ int jail_disk_setup(int run_dirfd, const char *run_dir, const struct sandbox_spe
 	*upper_fd = TAKE_FD(upper);
 	*work_fd = work;
 	return 0;
+}
+
+int jail_disk_make(const char *dir, const char *image, unsigned mb)
+{
+	_cleanup_free_ char *golden = NULL;
+	int r = golden_image(dir, mb, &golden);
+	if (r < 0)
+		return r;
+	if ((r = sparse_copy(golden, AT_FDCWD, image)) < 0) {
+		unlink(image);
+		return r;
+	}
+	_cleanup_close_ int img = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	char dev[64];
+	_cleanup_close_ int loop = img < 0 ? -errno : loop_attach(img, dev, sizeof(dev));
+	_cleanup_close_ int fs = loop < 0 ? -1 : fsopen("ext4", FSOPEN_CLOEXEC);
+	r = loop < 0 ? loop : fs < 0 ? -errno : 0;
+	if (r == 0 && (fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
+		       fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0))
+		r = -errno;
+	/* The flags mount_image() uses. */
+	int mnt = r < 0 ? -1
+			: fsmount(fs, FSMOUNT_CLOEXEC,
+				  MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOATIME);
+	if (r == 0 && mnt < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(image); /* the loop device goes with its last fd (LO_FLAGS_AUTOCLEAR) */
+		return r;
+	}
+	return mnt;
 }
 
 static int du_at(int fd, uint64_t *sum, unsigned depth)

@@ -133,12 +133,13 @@ static char *log_tail(const char *run_dir)
 	return strdup(last ? last + 1 : buf);
 }
 
-static int spawn_shim(const struct sandbox_spec *spec, int notify_fd, int log_fd, pid_t *pid)
+static int spawn_shim(const struct sandbox_spec *spec, int notify_fd, int log_fd, int disk_fd,
+		      pid_t *pid)
 {
 	const char *exe = spec->shim_path ? spec->shim_path : "/proc/self/exe";
 	char *const argv[] = { (char *)exe, "shim", (char *)spec->run_dir, NULL };
 	char *const envp[] = { JAIL_NOTIFY_FD_ENV "=3", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-			       NULL };
+			       disk_fd >= 0 ? JAIL_DISK_FD_ENV "=4" : NULL, NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	posix_spawn_file_actions_init(&fa);
@@ -147,7 +148,9 @@ static int spawn_shim(const struct sandbox_spec *spec, int notify_fd, int log_fd
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
 	posix_spawn_file_actions_adddup2(&fa, notify_fd, 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+	if (disk_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, disk_fd, 4);
+	posix_spawn_file_actions_addclosefrom_np(&fa, disk_fd >= 0 ? 5 : 4);
 	sigset_t none, all;
 	sigemptyset(&none);
 	sigfillset(&all);
@@ -224,9 +227,19 @@ static int jail_start(const struct sandbox_spec *spec, struct runtime_sandbox **
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
 	_cleanup_close_ int rd = pipefd[0];
+	/* A disk made ahead, if one is ready (else the shim makes it). */
+	_cleanup_close_ int disk_fd =
+	    jail_diskpool_take(spec->run_dir, spec->disk_mb, spec->disk_pool);
 	pid_t pid;
-	r = spawn_shim(spec, pipefd[1], log_fd, &pid);
+	r = spawn_shim(spec, pipefd[1], log_fd, disk_fd, &pid);
 	close(pipefd[1]);
+	if (r < 0 && disk_fd >= 0) {
+		/* The image taken from the pool is the shim's to remove, and there is no shim. */
+		snprintf(path, sizeof(path), "%s/" JAIL_DISK_IMAGE, spec->run_dir);
+		unlink(path);
+	}
+	if (disk_fd >= 0)
+		disk_fd = (close(disk_fd), -1); /* the shim has it now */
 	if (r < 0)
 		return log_error_errno(r, "Failed to spawn the shim for '%s': %m", spec->id);
 	/* It forks the real shim and exits at once. */
@@ -332,4 +345,5 @@ const struct runtime_ops jail_runtime_ops = {
 	.release = jail_release,
 	.stats = jail_stats,
 	.alive = jail_alive,
+	.shutdown = jail_diskpool_free,
 };

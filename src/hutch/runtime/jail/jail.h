@@ -34,6 +34,7 @@
 #define JAIL_ENVD_PORT	     49983
 #define JAIL_DEFAULT_CGROUP  "hutch"
 #define JAIL_NOTIFY_FD_ENV   "HUTCH_SHIM_NOTIFY_FD"
+#define JAIL_DISK_FD_ENV     "HUTCH_SHIM_DISK_FD" /* a disk made ahead (jail_disk_make) */
 #define JAIL_SHIM_LOG_MAX    (4u << 20) /* bytes of init/envd output kept in shim.log */
 #define JAIL_STOP_GRACE_MS   3000	/* SIGTERM → SIGKILL of init in the shim */
 #define JAIL_DESTROY_WAIT_MS 5000	/* destroy(): shim exit → SIGKILL */
@@ -72,6 +73,13 @@ int jail_cgroup_init(struct jail_cgroup *cg, const char *parent, const char *id)
 void jail_cgroup_done(struct jail_cgroup *cg);
 int jail_cgroup_create(struct jail_cgroup *cg, const struct sandbox_spec *spec);
 int jail_cgroup_attach(struct jail_cgroup *cg, pid_t pid);
+/* v1: opens each hierarchy's "tasks" file (fds[4], close-on-exec) for jail_cgroup_join_self in
+ * a process whose credentials could no longer move itself; returns how many (0 on v2: use
+ * jail_cgroup_attach). The caller closes them. */
+int jail_cgroup_open_tasks(const struct jail_cgroup *cg, int *fds);
+/* Moves the calling single-threaded process into the cgroup through those fds: no RCU grace
+ * period per hierarchy, unlike jail_cgroup_attach. */
+int jail_cgroup_join_self(const int *fds, unsigned n);
 /* Kills every process left in the cgroup and removes its directories; idempotent. */
 int jail_cgroup_destroy(struct jail_cgroup *cg);
 int jail_cgroup_stats(struct jail_cgroup *cg, struct sandbox_stats *st);
@@ -82,7 +90,19 @@ int jail_cgroup_read(struct jail_cgroup *cg, const char *file, char **out);
  * work/ in it, owned by uid_base. With disk_mb == 0 upper/ and work/ are plain directories in
  * RUN_DIR. Returns O_PATH fds of upper and work. */
 int jail_disk_setup(int run_dirfd, const char *run_dir, const struct sandbox_spec *spec,
-		    int *upper_fd, int *work_fd);
+		    int made_fd, int *upper_fd, int *work_fd);
+/* made_fd above: a filesystem made ahead (-1: none), a detached mount from jail_disk_make:
+ * disk_mb of formatted ext4 in the sparse file IMAGE (a copy of DIR's golden image for that
+ * size) on a loop device. Returns the mount's fd (the caller owns it; closing it, once
+ * unattached, frees the loop device) or -errno with IMAGE removed. */
+int jail_disk_make(const char *dir, const char *image, unsigned mb);
+
+/* diskpool.c (daemon): up to `keep` disks of the last asked size made ahead by a thread.
+ * jail_diskpool_take renames one to RUN_DIR/disk.img and returns its mount fd (the caller
+ * owns it), or -errno when none is ready (then the shim makes one). */
+int jail_diskpool_take(const char *run_dir, unsigned mb, unsigned keep);
+/* Stops the thread and destroys every disk not taken. */
+void jail_diskpool_free(void);
 int jail_disk_usage(const char *root_prefix, const struct sandbox_spec *spec, uint64_t *used,
 		    uint64_t *total);
 

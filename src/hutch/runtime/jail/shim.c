@@ -39,7 +39,10 @@ struct shim {
 	const char *run_dir;
 	int run_dirfd;
 	int notify_fd; /* to start(): "ready\n" or "error: ...\n", then closed */
+	int disk_fd;   /* the upper layer's filesystem made ahead by the daemon, or -1 */
 	struct jail_cgroup cg;
+	int cg_tasks[4]; /* v1: the cgroup's tasks files, for init to join itself */
+	unsigned n_cg_tasks;
 	pid_t init_pid;
 	int init_pidfd;
 	int output_fd; /* init's stdout+stderr */
@@ -149,6 +152,12 @@ static int prepare(struct shim *s)
 		errno = -r;
 		return jail_fail("create cgroup", s->cg.n ? s->cg.dirs[0] : spec->id);
 	}
+	r = jail_cgroup_open_tasks(&s->cg, s->cg_tasks);
+	if (r < 0) {
+		errno = -r;
+		return jail_fail("open the tasks files of", s->cg.dirs[0]);
+	}
+	s->n_cg_tasks = (unsigned)r;
 	return 0;
 }
 
@@ -196,6 +205,20 @@ static int child_setup(struct shim *s, int sock)
 {
 	const struct sandbox_spec *spec = s->spec;
 	int fds[MAX_LAYERS + 1];
+	/* While the shim idmaps the layers and prepares the disk: join the cgroup (v1) and
+	 * build the seccomp filter. */
+	int r = jail_cgroup_join_self(s->cg_tasks, s->n_cg_tasks);
+	for (unsigned i = 0; i < s->n_cg_tasks; i++)
+		close(s->cg_tasks[i]);
+	if (r < 0) {
+		errno = -r;
+		return jail_fail("join cgroup", s->cg.dirs[0]);
+	}
+	struct jail_seccomp_prog filter;
+	if ((r = jail_seccomp_compile(&filter)) < 0) {
+		errno = -r;
+		return jail_fail("compile", "seccomp filter");
+	}
 	int n = recv_fds(sock, fds, ELEMENTSOF(fds));
 	int want = spec->disk_mb ? 2 : 1;
 	if (n < want) {
@@ -212,7 +235,7 @@ static int child_setup(struct shim *s, int sock)
 		close(fds[n]);
 	}
 	struct jail_root_fds rf = { .layers = fds, .n_layers = (unsigned)n };
-	int r = jail_open_root_fds(spec, s->run_dir, &rf);
+	r = jail_open_root_fds(spec, s->run_dir, &rf);
 	if (r < 0)
 		return r;
 	/* Become root of the new user namespace (until now: host root, unmapped in it). */
@@ -226,13 +249,8 @@ static int child_setup(struct shim *s, int sock)
 	jail_close_root_fds(&rf);
 	if (r < 0)
 		return r;
-	struct jail_seccomp_prog filter;
-	if ((r = jail_seccomp_compile(&filter)) < 0) {
-		errno = -r;
-		return jail_fail("compile", "seccomp filter");
-	}
-	/* Meanwhile the shim moved us into the sandbox's cgroup: wait for that, then make it
-	 * our cgroup root. */
+	/* Wait until the shim is done with us (on v2 it moved us into the sandbox's cgroup
+	 * meanwhile), then make that cgroup our cgroup root. */
 	char go;
 	if (read(sock, &go, 1) != 1 || go != 'g') {
 		errno = EPIPE;
@@ -267,6 +285,8 @@ static int child_setup(struct shim *s, int sock)
 static _Noreturn void child_main(struct shim *s, int sock, int out_fd)
 {
 	/* init's stdin is /dev/null; stdout and stderr go to the shim. */
+	if (s->disk_fd >= 0)
+		close(s->disk_fd); /* the shim's: the child gets the disk from send_mounts */
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		_exit(126);
@@ -280,8 +300,8 @@ struct attach_job {
 	int r;
 };
 
-/* cgroup v1 migration waits for an RCU grace period per hierarchy (milliseconds): done in a
- * thread while the layers and the disk are prepared and the child builds its root. */
+/* v2: the migration by pid waits for an RCU grace period (milliseconds): done in a thread
+ * while the layers and the disk are prepared and the child builds its root. */
 static void *attach_thread(void *p)
 {
 	struct attach_job *job = p;
@@ -314,7 +334,9 @@ static int send_mounts(struct shim *s, int sock)
 	}
 	memcpy(fds, layers, sizeof(int) * (size_t)n);
 	int total = n;
-	r = jail_disk_setup(s->run_dirfd, s->run_dir, spec, &upper, &work);
+	r = jail_disk_setup(s->run_dirfd, s->run_dir, spec, s->disk_fd, &upper, &work);
+	if (s->disk_fd >= 0)
+		s->disk_fd = (close(s->disk_fd), -1);
 	s->disk_mounted = r >= 0 && spec->disk_mb > 0;
 	if (r < 0) {
 		errno = -r;
@@ -341,6 +363,13 @@ out:
 	return r;
 }
 
+static void close_cg_tasks(struct shim *s)
+{
+	for (unsigned i = 0; i < s->n_cg_tasks; i++)
+		close(s->cg_tasks[i]);
+	s->n_cg_tasks = 0;
+}
+
 /* The parent's side of the handshake; the child waits in recv_fds until it is done. */
 static int configure_child(struct shim *s, int sock)
 {
@@ -353,12 +382,18 @@ static int configure_child(struct shim *s, int sock)
 		return r;
 	struct attach_job job = { .s = s };
 	pthread_t t;
-	if (pthread_create(&t, NULL, attach_thread, &job) != 0) {
+	if (s->n_cg_tasks) {
+		/* v1: init joins by itself (child_setup); only the OOM score is left. */
+		write_proc(s->init_pid, "oom_score_adj", "-1000");
+	} else if (pthread_create(&t, NULL, attach_thread, &job) != 0) {
 		errno = EAGAIN;
 		return jail_fail("start", "cgroup thread");
 	}
+	bool v1 = s->n_cg_tasks > 0;
+	close_cg_tasks(s);
 	r = send_mounts(s, sock);
-	pthread_join(t, NULL);
+	if (!v1)
+		pthread_join(t, NULL);
 	if (r < 0)
 		return r;
 	if (job.r < 0) {
@@ -435,8 +470,8 @@ static bool init_exited(struct shim *s)
 static int wait_ready(struct shim *s)
 {
 	unsigned timeout = s->spec->start_timeout_ms ? s->spec->start_timeout_ms : 10000;
-	uint64_t deadline = now_usec() + (uint64_t)timeout * 1000;
-	for (unsigned i = 0;; i++) {
+	uint64_t start = now_usec(), deadline = start + (uint64_t)timeout * 1000;
+	for (;;) {
 		if (envd_listening())
 			return 0;
 		if (init_exited(s)) {
@@ -450,7 +485,9 @@ static int wait_ready(struct shim *s)
 				 timeout);
 			return -ETIMEDOUT;
 		}
-		usleep(i < 50 ? 100 : 1000);
+		/* envd listens within ~10 ms of exec: a refused connect on loopback costs
+		 * microseconds, a coarse sleep would cost up to its length in every start. */
+		usleep(now_usec() - start < 100000 ? 100 : 1000);
 	}
 }
 
@@ -537,6 +574,7 @@ static int supervise(struct shim *s)
 static void cleanup(struct shim *s)
 {
 	char path[4096];
+	close_cg_tasks(s);
 	if (s->init_pid > 0) {
 		if (s->init_pidfd >= 0) {
 			syscall(SYS_pidfd_send_signal, s->init_pidfd, SIGKILL, NULL, 0);
@@ -621,12 +659,23 @@ int jail_shim_main(int argc, char **argv)
 	}
 	const char *run_dir = argv[i + 1];
 	log_setup("hutch-shim", LOG_LEVEL_INFO, true);
-	struct shim s = { .run_dir = run_dir, .notify_fd = -1, .init_pidfd = -1, .output_fd = -1 };
+	struct shim s = { .run_dir = run_dir,
+			  .notify_fd = -1,
+			  .disk_fd = -1,
+			  .init_pidfd = -1,
+			  .output_fd = -1 };
 	const char *nfd = getenv(JAIL_NOTIFY_FD_ENV);
 	if (nfd) {
 		s.notify_fd = atoi(nfd);
 		if (s.notify_fd < 3 || fcntl(s.notify_fd, F_SETFD, FD_CLOEXEC) < 0)
 			s.notify_fd = -1;
+	}
+	const char *dfd = getenv(JAIL_DISK_FD_ENV);
+	if (dfd) {
+		s.disk_fd = atoi(dfd);
+		if (s.disk_fd < 3 || s.disk_fd == s.notify_fd ||
+		    fcntl(s.disk_fd, F_SETFD, FD_CLOEXEC) < 0)
+			s.disk_fd = -1;
 	}
 	s.run_dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s.run_dirfd < 0) {
