@@ -35,9 +35,9 @@
 #define JAIL_DEFAULT_CGROUP  "hutch"
 #define JAIL_NOTIFY_FD_ENV   "HUTCH_SHIM_NOTIFY_FD"
 #define JAIL_DISK_FD_ENV     "HUTCH_SHIM_DISK_FD" /* a disk made ahead (jail_disk_make) */
-#define JAIL_SHIM_LOG_MAX    (4u << 20) /* bytes of init/envd output kept in shim.log */
-#define JAIL_STOP_GRACE_MS   3000	/* SIGTERM → SIGKILL of init in the shim */
-#define JAIL_DESTROY_WAIT_MS 5000	/* destroy(): shim exit → SIGKILL */
+#define JAIL_SHIM_LOG_MAX    (4u << 20)		  /* bytes of init/envd output kept in shim.log */
+#define JAIL_STOP_GRACE_MS   3000		  /* SIGTERM → SIGKILL of init in the shim */
+#define JAIL_DESTROY_WAIT_MS 5000		  /* destroy(): shim exit → SIGKILL */
 
 /* A spec read back from spec.json: `spec` points into `json`. */
 struct jail_spec {
