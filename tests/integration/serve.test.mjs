@@ -233,6 +233,19 @@ test('user ports through the front door: header and Host routing, closed ports, 
   }
 });
 
+test('killing a sandbox cuts its open streams at once', opts, async () => {
+  const sbx = await Sandbox.create('base');
+  const t0 = Date.now();
+  const run = sbx.commands.run('sleep 60').then(() => null, (e) => e);
+  await sleep(500);
+  await Sandbox.kill(sbx.sandboxId);
+  const err = await run;
+  assert.ok(err, 'the command fails');
+  assert.match(String(err.message), /killed or reached its end of life/, String(err));
+  assert.ok(Date.now() - t0 < 10000, `the stream ended ${Date.now() - t0} ms after start`);
+  assert.equal(await sbx.isRunning(), false);
+});
+
 test('bad input gets JSON errors', opts, async () => {
   assert.equal((await api(h, 'POST', '/v2/sandboxes', { templateID: 'nope' })).status, 404);
   assert.equal((await api(h, 'POST', '/v2/sandboxes', {})).status, 400);

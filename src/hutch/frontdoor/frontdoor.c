@@ -40,9 +40,8 @@ struct relay {
 	CURL *easy;
 	struct curl_slist *req_headers;
 	char *url;
-	pthread_mutex_t fd_lock;
-	int upstream_fd;
-	int client_fd; /* to notice the client leaving while we wait on the sandbox */
+	bool connect_failed; /* nothing listens on the port */
+	int client_fd;	     /* to notice the client leaving while we wait on the sandbox */
 	bool watch_client;
 	bool cut; /* the sandbox is being killed */
 	bool has_body;
@@ -77,6 +76,63 @@ static int respond_port_closed(struct http_req *req, const struct route_target *
 			      "The sandbox is running but port is not open", "port", (int)t->port,
 			      "code", 502);
 	return http_respond_json(req, 502, j);
+}
+
+/* ---- upstream connections ----
+ * Each client connection has its own thread; it keeps one curl multi handle (and so its
+ * keep-alive connections to envd) for the sandbox and port it talked to last. A request for
+ * another sandbox or port starts over, so a connection never serves two sandboxes. */
+
+struct upstream {
+	struct route_target target;
+	CURLM *multi;
+};
+
+static pthread_key_t upstream_key;
+static pthread_once_t upstream_once = PTHREAD_ONCE_INIT;
+
+static void upstream_free(void *p)
+{
+	struct upstream *u = p;
+	if (u) {
+		curl_multi_cleanup(u->multi);
+		free(u);
+	}
+}
+
+static void upstream_key_init(void)
+{
+	pthread_key_create(&upstream_key, upstream_free);
+}
+
+static void upstream_drop(void)
+{
+	pthread_once(&upstream_once, upstream_key_init);
+	upstream_free(pthread_getspecific(upstream_key));
+	pthread_setspecific(upstream_key, NULL);
+}
+
+static CURLM *upstream_multi(const struct route_target *t)
+{
+	pthread_once(&upstream_once, upstream_key_init);
+	struct upstream *u = pthread_getspecific(upstream_key);
+	if (u && (u->target.port != t->port || !streq(u->target.sandbox_id, t->sandbox_id))) {
+		upstream_drop();
+		u = NULL;
+	}
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		if (!u)
+			return NULL;
+		u->target = *t;
+		u->multi = curl_multi_init();
+		if (!u->multi) {
+			free(u);
+			return NULL;
+		}
+		pthread_setspecific(upstream_key, u);
+	}
+	return u->multi;
 }
 
 /* ---- curl callbacks ---- */
@@ -172,11 +228,10 @@ static curl_socket_t open_socket_cb(void *userdata, curlsocktype purpose, struct
 	(void)purpose;
 	(void)a;
 	int fd = net_connect_in_netns(sandbox_netns_fd(r->sb), r->target.port);
-	if (fd < 0)
+	if (fd < 0) {
+		r->connect_failed = true;
 		return CURL_SOCKET_BAD;
-	pthread_mutex_lock(&r->fd_lock);
-	r->upstream_fd = fd;
-	pthread_mutex_unlock(&r->fd_lock);
+	}
 	return fd;
 }
 
@@ -188,25 +243,12 @@ static int sockopt_cb(void *userdata, curl_socket_t fd, curlsocktype purpose)
 	return CURL_SOCKOPT_ALREADY_CONNECTED;
 }
 
-static int close_socket_cb(void *userdata, curl_socket_t fd)
-{
-	struct relay *r = userdata;
-	pthread_mutex_lock(&r->fd_lock);
-	if (r->upstream_fd == fd)
-		r->upstream_fd = -1;
-	pthread_mutex_unlock(&r->fd_lock);
-	return close(fd);
-}
-
 /* Called by orchestr (another thread) when the sandbox is killed. */
 static void relay_cut(struct sandbox_link *l)
 {
 	struct relay *r = (struct relay *)((char *)l - offsetof(struct relay, link));
 	__atomic_store_n(&r->cut, true, __ATOMIC_SEQ_CST);
-	pthread_mutex_lock(&r->fd_lock);
-	if (r->upstream_fd >= 0)
-		shutdown(r->upstream_fd, SHUT_RDWR);
-	pthread_mutex_unlock(&r->fd_lock);
+	/* The relay's own thread notices, ends the response and drops the connection. */
 	if (r->multi)
 		curl_multi_wakeup(r->multi);
 }
@@ -292,8 +334,9 @@ static void relay_free(struct relay *r)
 			curl_multi_remove_handle(r->multi, r->easy);
 		curl_easy_cleanup(r->easy);
 	}
-	if (r->multi)
-		curl_multi_cleanup(r->multi);
+	/* A connection left mid-response (cut, client gone, error) cannot carry another request. */
+	if (is_cut(r) || !r->done || r->result != CURLE_OK)
+		upstream_drop();
 	curl_slist_free_all(r->req_headers);
 	for (size_t i = 0; i < r->nhdrs; i++) {
 		free(r->hdrs[i].name);
@@ -303,7 +346,6 @@ static void relay_free(struct relay *r)
 	free(r->url);
 	strbuf_free(&r->in);
 	strbuf_free(&r->out);
-	pthread_mutex_destroy(&r->fd_lock);
 	free(r);
 }
 
@@ -400,7 +442,7 @@ static int relay_setup(struct http_req *req, struct relay *r)
 	r->url = strbuf_steal(&url);
 	log_debug("relay %s %s → sandbox %s", req->method, r->url ? r->url : "",
 		  r->target.sandbox_id);
-	r->multi = curl_multi_init();
+	r->multi = upstream_multi(&r->target);
 	r->easy = curl_easy_init();
 	if (!r->url || !r->multi || !r->easy)
 		return -ENOMEM;
@@ -418,14 +460,11 @@ static int relay_setup(struct http_req *req, struct relay *r)
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
 	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
-	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, r);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
 	if (streq(req->method, "HEAD")) {
@@ -500,8 +539,6 @@ static int fd_begin(struct http_req *req)
 		sandbox_unref(sb);
 		return -ENOMEM;
 	}
-	pthread_mutex_init(&r->fd_lock, NULL);
-	r->upstream_fd = -1;
 	r->content_length = -1;
 	r->srv = srv;
 	r->sb = sb;
@@ -554,7 +591,7 @@ static int fd_finish(struct http_req *req)
 	if (is_cut(r))
 		return respond_gone(req, r->target.sandbox_id);
 	if (!r->headers_done) {
-		if (r->result == CURLE_COULDNT_CONNECT || r->upstream_fd < 0)
+		if (r->connect_failed)
 			return respond_port_closed(req, &r->target);
 		return respond_gone(req, r->target.sandbox_id);
 	}
