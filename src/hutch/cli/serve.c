@@ -255,9 +255,10 @@ int cmd_serve(int argc, char **argv)
 	log_info("Received signal %d: stopping every sandbox", sig);
 	rc = 0;
 out:
+	/* Entry points first (their open relays end at once), then the sandboxes. */
 	srv.api = http_server_stop(srv.api);
-	srv.orchestr = orchestr_free(srv.orchestr, true);
 	srv.frontdoor = frontdoor_stop(srv.frontdoor);
+	srv.orchestr = orchestr_free(srv.orchestr, true);
 	srv.netpool = netpool_free(srv.netpool);
 	srv.store = store_close(srv.store);
 	free(base_layer);

@@ -227,7 +227,9 @@ static curl_socket_t open_socket_cb(void *userdata, curlsocktype purpose, struct
 	struct relay *r = userdata;
 	(void)purpose;
 	(void)a;
-	int fd = net_connect_in_netns(sandbox_netns_fd(r->sb), r->target.port);
+	int fd = sandbox_connect(r->sb, r->target.port);
+	if (fd == -ESHUTDOWN)
+		return CURL_SOCKET_BAD; /* being killed */
 	if (fd < 0) {
 		r->connect_failed = true;
 		return CURL_SOCKET_BAD;
@@ -253,9 +255,13 @@ static void relay_cut(struct sandbox_link *l)
 		curl_multi_wakeup(r->multi);
 }
 
+/* Set when the front door stops: every relay ends at its next wakeup. */
+static bool relays_stopping;
+
 static bool is_cut(struct relay *r)
 {
-	return __atomic_load_n(&r->cut, __ATOMIC_SEQ_CST);
+	return __atomic_load_n(&r->cut, __ATOMIC_SEQ_CST) ||
+	       __atomic_load_n(&relays_stopping, __ATOMIC_SEQ_CST);
 }
 
 /* Runs curl once and reaps a finished transfer. */
@@ -437,6 +443,10 @@ static struct sandbox *find_signed(struct hutch_server *srv, struct http_req *re
 static int relay_setup(struct http_req *req, struct relay *r)
 {
 	_cleanup_strbuf_ struct strbuf url = { 0 };
+	/* Only origin-form targets ("/..."): "@host:1/x" would turn the path into userinfo and
+	 * a host for curl; a fragment or white space has no place in a request target. */
+	if (req->path[0] != '/' || strpbrk(req->path, "# \t\r\n"))
+		return -EINVAL;
 	strbuf_printf(&url, "http://127.0.0.1:%u%s", (unsigned)r->target.port, req->path);
 	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query, &url);
 	r->url = strbuf_steal(&url);
@@ -465,6 +475,8 @@ static int relay_setup(struct http_req *req, struct relay *r)
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never a proxy from the environment */
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
 	curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
 	if (streq(req->method, "HEAD")) {
@@ -550,7 +562,10 @@ static int fd_begin(struct http_req *req)
 		r->sb = NULL;
 		return respond_gone(req, t.sandbox_id);
 	}
-	if (relay_setup(req, r) < 0)
+	int rs = relay_setup(req, r);
+	if (rs == -EINVAL)
+		return http_respond_error(req, 400, "invalid request target");
+	if (rs < 0)
 		return http_respond_error(req, 500, "cannot set up the relay");
 	return 0;
 }
@@ -560,8 +575,8 @@ static int fd_data(struct http_req *req, const char *buf, size_t len)
 {
 	struct fd_state *st = req->state;
 	struct relay *r = st->relay;
-	if (!r || r->done)
-		return 0; /* the sandbox answered early: drop the rest */
+	if (!r || r->done || r->headers_done)
+		return 0; /* the sandbox answered already: the rest of the body is dropped */
 	if (strbuf_append(&r->in, buf, len) < 0)
 		return http_respond_error(req, 500, "out of memory");
 	while (r->in.len > r->in_off && !r->done && !r->headers_done && !is_cut(r)) {
@@ -662,6 +677,7 @@ struct frontdoor *frontdoor_stop(struct frontdoor *f)
 {
 	if (!f)
 		return NULL;
+	__atomic_store_n(&relays_stopping, true, __ATOMIC_SEQ_CST);
 	f->http = http_server_stop(f->http);
 	free(f);
 	return NULL;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <nettle/hmac.h>
+#include <nettle/memops.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/random.h>
@@ -33,8 +34,10 @@ struct sandbox {
 	unsigned cpu_count;
 	int64_t started_ms;
 	uint64_t last_cpu_usec, last_sample_usec;
-	pthread_mutex_t lock; /* links, stopping, last_* */
+	pthread_mutex_t lock; /* links, stopping, starting, kill_requested, rs, slot, last_* */
 	bool stopping;
+	bool starting;	     /* in the registry, not yet running: the front door skips it */
+	bool kill_requested; /* killed while starting: create tears it down */
 	struct sandbox_link *links;
 	struct sandbox *next;
 };
@@ -99,6 +102,15 @@ void sandbox_unref(struct sandbox *s)
 const char *sandbox_id(const struct sandbox *s)
 {
 	return s->id;
+}
+
+int sandbox_connect(struct sandbox *s, uint16_t port)
+{
+	pthread_mutex_lock(&s->lock);
+	int r =
+	    s->stopping || !s->slot ? -ESHUTDOWN : net_connect_in_netns(s->slot->netns_fd, port);
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 const char *sandbox_traffic_token(const struct sandbox *s)
@@ -176,14 +188,25 @@ static void cut_links(struct sandbox *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Takes s out of the registry (the registry's reference passes to the caller). */
+/* Takes s out of the registry (the registry's reference passes to the caller). A sandbox still
+ * starting stays: it is marked for its create to tear down, and a new reference returned. */
 static struct sandbox *registry_take(struct orchestr *o, const char *id)
 {
 	pthread_mutex_lock(&o->lock);
 	struct sandbox *found = NULL;
 	for (struct sandbox **pp = &o->list; *pp; pp = &(*pp)->next)
 		if (streq((*pp)->id, id)) {
-			found = *pp;
+			struct sandbox *s = *pp;
+			pthread_mutex_lock(&s->lock);
+			bool starting = s->starting;
+			if (starting)
+				s->kill_requested = true; /* its create tears it down */
+			pthread_mutex_unlock(&s->lock);
+			if (starting) {
+				found = sandbox_ref(s);
+				break;
+			}
+			found = s;
 			*pp = found->next;
 			o->count--;
 			break;
@@ -195,16 +218,18 @@ static struct sandbox *registry_take(struct orchestr *o, const char *id)
 static void destroy_sandbox(struct orchestr *o, struct sandbox *s)
 {
 	cut_links(s);
-	if (s->rs) {
-		int r = o->rt->destroy(s->rs);
+	/* Taken under the lock: stats and front-door connects use them under it too. */
+	pthread_mutex_lock(&s->lock);
+	struct runtime_sandbox *rs = TAKE_PTR(s->rs);
+	struct net_slot *slot = TAKE_PTR(s->slot);
+	pthread_mutex_unlock(&s->lock);
+	if (rs) {
+		int r = o->rt->destroy(rs);
 		if (r < 0)
 			log_warn_errno(r, "Failed to destroy sandbox %s cleanly: %m", s->id);
-		s->rs = NULL;
 	}
-	if (s->slot) {
-		netpool_release(o->np, s->slot);
-		s->slot = NULL;
-	}
+	if (slot)
+		netpool_release(o->np, slot);
 	pthread_mutex_lock(&o->lock);
 	if (s->uid_index >= 0)
 		o->uid_used[s->uid_index] = 0;
@@ -220,7 +245,11 @@ int orchestr_kill(struct orchestr *o, const char *id)
 		/* Not live here: a row left from a crash is removed all the same. */
 		return store_sandbox_delete(o->st, id) < 0 ? -ENOENT : 0;
 	}
-	destroy_sandbox(o, s);
+	pthread_mutex_lock(&s->lock);
+	bool starting = s->starting;
+	pthread_mutex_unlock(&s->lock);
+	if (!starting)
+		destroy_sandbox(o, s);
 	sandbox_unref(s);
 	return 0;
 }
@@ -426,6 +455,12 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		goto fail;
 	}
 	s->started_ms = now;
+	/* In the registry from now on, so a kill that comes while it starts finds it. */
+	s->starting = true;
+	pthread_mutex_lock(&o->lock);
+	s->next = o->list;
+	o->list = sandbox_ref(s);
+	pthread_mutex_unlock(&o->lock);
 	uint64_t t2 = now_usec();
 	r = start_runtime(o, s, &t, req, err);
 	if (r < 0)
@@ -439,11 +474,17 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		goto fail;
 	}
 
-	pthread_mutex_lock(&o->lock);
-	s->next = o->list;
-	o->list = s;
-	pthread_mutex_unlock(&o->lock);
+	pthread_mutex_lock(&s->lock);
+	bool killed = s->kill_requested;
+	if (!killed)
+		s->starting = false;
+	pthread_mutex_unlock(&s->lock);
+	if (killed) {
+		r = seterr(err, 409, "the sandbox was killed while it started");
+		goto fail;
+	}
 	template_rec_clear(&t);
+	sandbox_unref(s); /* the registry holds it */
 	log_info(
 	    "Sandbox %s started from template %s (net %.1f ms, record %.1f ms, runtime %.1f ms, "
 	    "state %.1f ms)",
@@ -454,6 +495,12 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 fail:
 	pthread_mutex_lock(&o->lock);
 	o->count--;
+	for (struct sandbox **pp = &o->list; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			sandbox_unref(s); /* the registry's reference */
+			break;
+		}
 	pthread_mutex_unlock(&o->lock);
 	destroy_sandbox(o, s); /* releases slot, uid, row */
 	if (s->run_dir[0]) {
@@ -496,7 +543,7 @@ struct sandbox *orchestr_get(struct orchestr *o, const char *id)
 	for (struct sandbox *s = o->list; s; s = s->next)
 		if (streq(s->id, id)) {
 			pthread_mutex_lock(&s->lock);
-			if (!s->stopping)
+			if (!s->stopping && !s->starting)
 				found = sandbox_ref(s);
 			pthread_mutex_unlock(&s->lock);
 			break;
@@ -515,13 +562,14 @@ int orchestr_stats(struct orchestr *o, const char *id, json_t **metric)
 	if (!s)
 		return -ENOENT;
 	struct sandbox_stats st = { 0 };
-	int r = o->rt->stats(s->rs, &st);
+	pthread_mutex_lock(&s->lock);
+	int r = s->stopping || !s->rs ? -ENOENT : o->rt->stats(s->rs, &st);
 	if (r < 0) {
+		pthread_mutex_unlock(&s->lock);
 		sandbox_unref(s);
 		return r;
 	}
 	uint64_t now = now_usec();
-	pthread_mutex_lock(&s->lock);
 	uint64_t dt = s->last_sample_usec ? now - s->last_sample_usec
 					  : (uint64_t)(now_ms() - s->started_ms) * 1000u;
 	uint64_t dcpu = st.cpu_usage_usec - MIN(st.cpu_usage_usec, s->last_cpu_usec);
@@ -556,7 +604,8 @@ struct sandbox *orchestr_find_by_signature(struct orchestr *o, const char *path,
 	for (struct sandbox *s = o->list; s && !found; s = s->next) {
 		_cleanup_free_ char *want =
 		    signature_compute(path, op, user, s->envd_token, expiration);
-		if (want && streq(want, signature)) {
+		if (want && strlen(want) == strlen(signature) &&
+		    memeql_sec(want, signature, strlen(want))) {
 			pthread_mutex_lock(&s->lock);
 			if (!s->stopping)
 				found = sandbox_ref(s);

@@ -68,6 +68,10 @@ struct sandbox *sandbox_ref(struct sandbox *s);
 void sandbox_unref(struct sandbox *s);
 const char *sandbox_id(const struct sandbox *s);
 int sandbox_netns_fd(const struct sandbox *s);
+/* A TCP connection to 127.0.0.1:port inside the sandbox's network namespace, made under the
+ * sandbox's lock so it can never race the release of its network slot. -ESHUTDOWN once the
+ * sandbox is being killed. */
+int sandbox_connect(struct sandbox *s, uint16_t port);
 /* The token requests to its ports (other than envd's) must carry in E2B-Traffic-Access-Token,
  * or NULL when its traffic is public (the default). */
 const char *sandbox_traffic_token(const struct sandbox *s);
