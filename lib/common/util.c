@@ -146,6 +146,24 @@ int fd_set_nonblock(int fd, bool on)
 	return 0;
 }
 
+int array_reserve(void **p, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return 0;
+	size_t n = *cap ? *cap : 16;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return -ENOMEM;
+		n *= 2;
+	}
+	void *q = reallocarray(*p, n, elem);
+	if (!q)
+		return -ENOMEM;
+	*p = q;
+	*cap = n;
+	return 0;
+}
+
 int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *port)
 {
 	if (isempty(s))

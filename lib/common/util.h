@@ -22,5 +22,10 @@ int write_all(int fd, const void *buf, size_t len);
 /* Sets or clears O_NONBLOCK. */
 int fd_set_nonblock(int fd, bool on);
 
+/* Makes room for at least `need` items of `elem` bytes in the array *p of *cap items, doubling
+ * (from 16). 0 or -ENOMEM (then *p and *cap are unchanged). Use ARRAY_RESERVE(arr, cap, need). */
+int array_reserve(void **p, size_t *cap, size_t need, size_t elem);
+#define ARRAY_RESERVE(arr, cap, need) array_reserve((void **)&(arr), &(cap), (need), sizeof(*(arr)))
+
 /* Splits "ADDR:PORT" (IPv4 or [IPv6]); addr is written to buf. */
 int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *port);

@@ -109,7 +109,7 @@ static int set_addr(char *addr, size_t size, uint16_t *port, const char *name, c
 
 int config_set(struct hutch_config *c, const char *name, const char *v)
 {
-	unsigned tmp;
+	unsigned tmp = 0;
 	int r;
 	if (streq(name, "data-dir"))
 		return set_str(&c->data_dir, v);

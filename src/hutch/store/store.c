@@ -663,13 +663,8 @@ int store_key_list(struct store *s, struct api_key **out, size_t *n)
 	if (r < 0)
 		return r;
 	while ((r = step(s, st)) > 0) {
-		if (len == cap) {
-			cap = cap ? 2 * cap : 16;
-			struct api_key *a = reallocarray(arr, cap, sizeof(*arr));
-			if (!a)
-				return -ENOMEM;
-			arr = a;
-		}
+		if (ARRAY_RESERVE(arr, cap, len + 1) < 0)
+			return -ENOMEM;
 		read_key(st, &arr[len++]);
 	}
 	if (r < 0)
@@ -811,14 +806,9 @@ int store_template_list(struct store *s, struct template_rec **out, size_t *n)
 	if (r < 0)
 		return r;
 	while ((r = step(s, st)) > 0) {
-		if (len == cap) {
-			cap = cap ? 2 * cap : 16;
-			struct template_rec *a = reallocarray(arr, cap, sizeof(*arr));
-			if (!a) {
-				r = -ENOMEM;
-				break;
-			}
-			arr = a;
+		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
+			r = -ENOMEM;
+			break;
 		}
 		r = read_template(st, &arr[len]);
 		if (r < 0)
@@ -1276,13 +1266,8 @@ int store_sandbox_expired(struct store *s, int64_t now, char ***ids, size_t *n)
 	sqlite3_bind_int64(st, 1, now);
 	while ((r = step(s, st)) > 0) {
 		/* One spare slot keeps the array NULL-terminated for strv_freep. */
-		if (len + 1 >= cap) {
-			cap = cap ? 2 * cap : 16;
-			char **a = reallocarray(v, cap, sizeof(*a));
-			if (!a)
-				return -ENOMEM;
-			v = a;
-		}
+		if (ARRAY_RESERVE(v, cap, len + 2) < 0)
+			return -ENOMEM;
 		v[len] = strdup((const char *)sqlite3_column_text(st, 0));
 		if (!v[len])
 			return -ENOMEM;
