@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 packages=(
 	gcc make meson ninja-build pkg-config
 	libmicrohttpd-dev libjansson-dev libssl-dev zlib1g-dev libgnutls28-dev
-	libmnl-dev libnftables-dev
+	libmnl-dev libnftables-dev nettle-dev libsqlite3-dev libcurl4-openssl-dev
+	nftables bubblewrap
 	clang libclang-rt-14-dev
 	curl ca-certificates procps iproute2 util-linux
 	debootstrap debian-archive-keyring gpgv
