@@ -17,4 +17,7 @@ if [[ ! -d $repo/tests/integration/node_modules/e2b ]]; then
 fi
 unset E2B_SANDBOX_URL E2B_API_URL E2B_DOMAIN
 export HUTCH_BUILD=$build E2B_DEBUG=true
+# Same lock as the integration tests: the fixed port and subnet must not be shared.
+exec 9>/tmp/hutch-integration.lock
+flock 9
 exec node "$repo/bench/envd-bench.mjs" "$@"
