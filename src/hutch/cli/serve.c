@@ -4,6 +4,9 @@
 #include <getopt.h>
 #include <nettle/sha2.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include "api/api.h"
@@ -106,6 +109,58 @@ static int bootstrap_key(struct hutch_config *cfg, struct store *st)
 	return 0;
 }
 
+/* One daemon per data dir (a lock file) and per network prefix (an abstract socket name: its
+ * links, nftables table and cgroup are named after it). Both go with the process, even on a
+ * crash, and are never inherited (close-on-exec). Returns 0 with the fds in lock_fds. */
+static int lock_instance(const struct hutch_config *cfg, int lock_fds[2])
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/serve.lock", cfg->data_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return log_error_errno(-errno, "Failed to open %s: %m", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = -errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		close(fd);
+		if (r == -EWOULDBLOCK)
+			return log_error_errno(-EBUSY,
+					       "Another hutch serve (pid %s) is using the data dir %s",
+					       pid[0] ? pid : "?", cfg->data_dir);
+		return log_error_errno(r, "Failed to lock %s: %m", path);
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_warn_errno(-errno, "Failed to write %s: %m", path);
+
+	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0) {
+		close(fd);
+		return log_error_errno(-errno, "Failed to create a socket: %m");
+	}
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int nlen = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "hutch-net-%s", cfg->net_prefix);
+	if (bind(sock, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+							  1 + (size_t)nlen)) < 0) {
+		int r = -errno;
+		close(sock);
+		close(fd);
+		if (r == -EADDRINUSE)
+			return log_error_errno(-EBUSY,
+					       "Another hutch serve is using the network prefix '%s' "
+					       "(choose another with --net-prefix)",
+					       cfg->net_prefix);
+		return log_error_errno(r, "Failed to lock the network prefix: %m");
+	}
+	lock_fds[0] = fd;
+	lock_fds[1] = sock;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct hutch_config *cfg, enum log_level *level)
 {
 	enum { OPT_CONFIG = 1000, OPT_LOG_LEVEL, OPT_HELP };
@@ -177,6 +232,12 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST) {
 		log_error_errno(-errno, "Failed to create the data dir %s: %m", cfg.data_dir);
+		config_free(&cfg);
+		return 1;
+	}
+
+	int lock_fds[2] = { -1, -1 };
+	if (lock_instance(&cfg, lock_fds) < 0) {
 		config_free(&cfg);
 		return 1;
 	}
@@ -263,5 +324,7 @@ out:
 	srv.store = store_close(srv.store);
 	free(base_layer);
 	config_free(&cfg);
+	close(lock_fds[1]);
+	close(lock_fds[0]);
 	return rc;
 }

@@ -1,4 +1,5 @@
 #include "orchestr/orchestr.h"
+#include "orchestr/orchestr-internal.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -155,6 +156,13 @@ void sandbox_link_remove(struct sandbox *s, struct sandbox_link *l)
 
 /* ---- ids and slots ---- */
 
+/* One cgroup directory per daemon (its network prefix is unique), so two daemons on a host
+ * never see each other's sandboxes. */
+static void cgroup_parent_name(const struct orchestr *o, char *buf, size_t size)
+{
+	snprintf(buf, size, "hutch-%s", o->cfg->net_prefix);
+}
+
 static int random_id(char *out, size_t len)
 {
 	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -256,6 +264,28 @@ int orchestr_kill(struct orchestr *o, const char *id)
 
 /* ---- evictor ---- */
 
+/* Sandboxes whose init ended on its own (or whose supervisor is stopping them: a kill that a
+ * crashed daemon started) are removed like killed ones, so nothing routes to a dead sandbox. */
+static void kill_dead(struct orchestr *o)
+{
+	char (*dead)[40] = NULL;
+	size_t n = 0, cap = 0;
+	pthread_mutex_lock(&o->lock);
+	for (struct sandbox *s = o->list; s; s = s->next) {
+		pthread_mutex_lock(&s->lock);
+		bool gone = !s->starting && !s->stopping && s->rs && !o->rt->alive(s->rs);
+		pthread_mutex_unlock(&s->lock);
+		if (gone && array_reserve((void **)&dead, &cap, n + 1, sizeof(*dead)) == 0)
+			memcpy(dead[n++], s->id, sizeof(dead[0]));
+	}
+	pthread_mutex_unlock(&o->lock);
+	for (size_t i = 0; i < n; i++) {
+		log_info("Sandbox %s ended on its own", dead[i]);
+		orchestr_kill(o, dead[i]);
+	}
+	free(dead);
+}
+
 static void *evictor_main(void *arg)
 {
 	struct orchestr *o = arg;
@@ -272,6 +302,7 @@ static void *evictor_main(void *arg)
 		if (o->stop)
 			break;
 		pthread_mutex_unlock(&o->lock);
+		kill_dead(o);
 		char **ids = NULL;
 		size_t n = 0;
 		if (store_sandbox_expired(o->st, now_ms(), &ids, &n) >= 0) {
@@ -331,9 +362,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 	json_decref(ec);
 	char resolv[1024] = "";
 	char cgroup_parent[32];
-	/* One cgroup directory per daemon (its network prefix is unique), so two daemons on a
-	 * host never see each other's sandboxes. */
-	snprintf(cgroup_parent, sizeof(cgroup_parent), "hutch-%s", o->cfg->net_prefix);
+	cgroup_parent_name(o, cgroup_parent, sizeof(cgroup_parent));
 	net_resolv_conf(resolv, sizeof(resolv));
 
 	struct sandbox_spec spec = {
@@ -674,32 +703,44 @@ int orchestr_register_template(struct orchestr *o, const char *id, const char *l
 	return r;
 }
 
-/* Sandboxes recorded by an earlier daemon: re-attaching is a later feature, so for now every
- * one is torn down completely (runtime, network slot, row) and nothing is left behind. */
-static void cleanup_previous(struct orchestr *o)
+int orchestr_adopt(struct orchestr *o, const struct sandbox_rec *rec, struct runtime_sandbox *rs,
+		   struct net_slot *slot, unsigned uid_index)
 {
-	struct sandbox_filter f = { .limit = 1000 };
-	struct sandbox_rec *recs = NULL;
-	size_t n = 0;
-	char *next = NULL;
-	if (store_sandbox_list(o->st, &f, &recs, &n, &next) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		char run_dir[PATH_MAX];
-		snprintf(run_dir, sizeof(run_dir), "%s/sandboxes/%s", o->cfg->data_dir, recs[i].id);
-		struct runtime_sandbox *rs = NULL;
-		if (o->rt->attach(run_dir, &rs) >= 0)
-			o->rt->destroy(rs);
-		struct net_slot *slot = NULL;
-		if (recs[i].net_slot >= 0 &&
-		    netpool_adopt(o->np, (unsigned)recs[i].net_slot, &slot) >= 0)
-			netpool_release(o->np, slot);
-		store_sandbox_delete(o->st, recs[i].id);
-		log_info("Removed sandbox %s left by a previous run", recs[i].id);
-		sandbox_rec_clear(&recs[i]);
+	struct sandbox *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->refs = 1;
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(s->id, sizeof(s->id), "%s", rec->id);
+	snprintf(s->template_id, sizeof(s->template_id), "%s", rec->template_id);
+	snprintf(s->run_dir, sizeof(s->run_dir), "%s/sandboxes/%s", o->cfg->data_dir, s->id);
+	orchestr_envd_token(o, s->id, s->envd_token);
+	orchestr_traffic_token(o, s->id, s->traffic_token);
+	json_t *public_traffic =
+	    json_object_get(json_object_get(rec->extra, "network"), "allowPublicTraffic");
+	s->private_traffic = json_is_false(public_traffic);
+	s->cpu_count = rec->cpu_count;
+	s->started_ms = rec->started_ms;
+	pthread_mutex_lock(&o->lock);
+	int r = 0;
+	if (uid_index >= o->cfg->max_sandboxes || o->uid_used[uid_index] ||
+	    o->count >= o->cfg->max_sandboxes) {
+		r = -EBUSY;
+	} else {
+		o->uid_used[uid_index] = 1;
+		s->uid_index = (int)uid_index;
+		s->rs = rs;
+		s->slot = slot;
+		s->next = o->list;
+		o->list = s;
+		o->count++;
 	}
-	free(recs);
-	free(next);
+	pthread_mutex_unlock(&o->lock);
+	if (r < 0) {
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+	}
+	return r;
 }
 
 int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
@@ -733,7 +774,12 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 		free(o);
 		return log_error_errno(r, "Failed to create %s: %m", dir);
 	}
-	cleanup_previous(o);
+	char cgroup_parent[32];
+	cgroup_parent_name(o, cgroup_parent, sizeof(cgroup_parent));
+	struct recover_env env = {
+		.cfg = cfg, .st = st, .np = np, .rt = o->rt, .cgroup_parent = cgroup_parent
+	};
+	orchestr_recover(o, &env);
 	r = -pthread_create(&o->evictor, NULL, evictor_main, o);
 	if (r < 0) {
 		free(o->uid_used);
@@ -750,7 +796,7 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 static void remove_cgroup_parents(struct orchestr *o)
 {
 	char name[32];
-	snprintf(name, sizeof(name), "hutch-%s", o->cfg->net_prefix);
+	cgroup_parent_name(o, name, sizeof(name));
 	_cleanup_closedir_ DIR *d = opendir("/sys/fs/cgroup");
 	struct dirent *de;
 	while (d && (de = readdir(d))) {

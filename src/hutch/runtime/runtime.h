@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -59,10 +60,16 @@ struct runtime_ops {
 	/* Frees the handle without touching the sandbox (daemon shutdown without killing). */
 	void (*release)(struct runtime_sandbox *rs);
 	int (*stats)(struct runtime_sandbox *rs, struct sandbox_stats *out);
-	/* true while the sandbox's init is alive. */
+	/* true while the sandbox's init is alive and its supervisor is not stopping it. */
 	bool (*alive)(struct runtime_sandbox *rs);
 	/* Destroys what the driver keeps made ahead for later starts (daemon shutdown). */
 	void (*shutdown)(void);
+	/* After a daemon restart, once every sandbox worth keeping is attached: removes what an
+	 * earlier daemon left that no kept sandbox accounts for: supervisors still running on a
+	 * RUN_DIR under run_root, RUN_DIRs, cgroups under cgroup_parent, disks made ahead. keep:
+	 * ids of the attached sandboxes (n of them). Returns how many sandboxes it removed. */
+	int (*sweep)(const char *run_root, const char *cgroup_parent, const char *const *keep,
+		     size_t n);
 };
 
 extern const struct runtime_ops jail_runtime_ops;

@@ -20,6 +20,7 @@ struct runtime_sandbox {
 	struct jail_spec *js;
 	pid_t shim_pid, init_pid;
 	int shim_pidfd, init_pidfd;
+	int run_dirfd;
 	struct jail_cgroup cg;
 };
 
@@ -31,6 +32,8 @@ static void sandbox_free(struct runtime_sandbox *rs)
 		close(rs->shim_pidfd);
 	if (rs->init_pidfd >= 0)
 		close(rs->init_pidfd);
+	if (rs->run_dirfd >= 0)
+		close(rs->run_dirfd);
 	jail_cgroup_done(&rs->cg);
 	jail_spec_free(rs->js);
 	free(rs);
@@ -93,7 +96,7 @@ static int sandbox_open(const char *run_dir, struct runtime_sandbox **out)
 	_cleanup_(sandbox_freep) struct runtime_sandbox *rs = calloc(1, sizeof(*rs));
 	if (!rs)
 		return -ENOMEM;
-	rs->shim_pidfd = rs->init_pidfd = -1;
+	rs->shim_pidfd = rs->init_pidfd = rs->run_dirfd = -1;
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/" JAIL_SPEC_FILE, run_dir);
 	int r = jail_spec_read(path, &rs->js);
@@ -103,7 +106,7 @@ static int sandbox_open(const char *run_dir, struct runtime_sandbox **out)
 	r = jail_cgroup_init(&rs->cg, spec->cgroup_parent, spec->id);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dirfd = rs->run_dirfd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return -errno;
 	r = open_recorded(dirfd, JAIL_SHIM_PID, spec->run_dir, &rs->shim_pid);
@@ -334,7 +337,9 @@ static int jail_stats(struct runtime_sandbox *rs, struct sandbox_stats *st)
 
 static bool jail_alive(struct runtime_sandbox *rs)
 {
-	return rs && rs->init_pidfd >= 0 && !pidfd_exited(rs->init_pidfd, 0);
+	/* A shim that was told to stop (by a daemon that then crashed) is ending the sandbox. */
+	return rs && rs->init_pidfd >= 0 && !pidfd_exited(rs->init_pidfd, 0) &&
+	       faccessat(rs->run_dirfd, JAIL_STOP_FILE, F_OK, AT_SYMLINK_NOFOLLOW) < 0;
 }
 
 const struct runtime_ops jail_runtime_ops = {
@@ -346,4 +351,5 @@ const struct runtime_ops jail_runtime_ops = {
 	.stats = jail_stats,
 	.alive = jail_alive,
 	.shutdown = jail_diskpool_free,
+	.sweep = jail_sweep,
 };

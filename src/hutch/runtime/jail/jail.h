@@ -8,6 +8,7 @@
  *   cgroup.c   per-sandbox cgroup, v1 and v2
  *   seccomp.c  the syscall allow-list (seccomp-allow.txt, embedded at build time)
  *   spec.c     sandbox_spec <-> RUN_DIR/spec.json, RUN_DIR helpers
+ *   sweep.c    what a crashed daemon left: stray shims, RUN_DIRs, cgroups (runtime_ops.sweep)
  */
 #pragma once
 
@@ -23,6 +24,7 @@
 #define JAIL_SHIM_PID	"shim.pid" /* "PID STARTTIME\n" of the shim */
 #define JAIL_INIT_PID	"init.pid" /* "PID STARTTIME\n" of init (host pid) */
 #define JAIL_EXIT_FILE	"exit"	   /* "CODE\n": init's wait status, written when it ends */
+#define JAIL_STOP_FILE	"stopping" /* the shim is stopping the sandbox (signalled) */
 #define JAIL_UPPER_DIR	"upper"
 #define JAIL_WORK_DIR	"work"
 #define JAIL_DISK_IMAGE "disk.img"
@@ -57,6 +59,9 @@ int jail_pidfile_read(int dirfd, const char *name, pid_t *pid, uint64_t *startti
 /* Removes a tree without following symlinks (the upper layer is sandbox-controlled). */
 int jail_rm_rf_at(int dirfd, const char *name);
 int jail_write_file_at(int dirfd, const char *name, const char *data, mode_t mode);
+
+/* sweep.c */
+int jail_sweep(const char *run_root, const char *cgroup_parent, const char *const *keep, size_t n);
 
 /* Records "OP 'WHAT': strerror(errno)" as the sandbox's setup error (jail_errmsg) and returns
  * -errno; the shim reports it to start(). */

@@ -551,6 +551,8 @@ static int supervise(struct shim *s)
 			if (read(sfd, &si, sizeof(si)) == sizeof(si) && !kill_at) {
 				log_info("Stopping sandbox %s (signal %u)", s->spec->id,
 					 si.ssi_signo);
+				/* A daemon restarted meanwhile must not take it back. */
+				jail_write_file_at(s->run_dirfd, JAIL_STOP_FILE, "", 0644);
 				syscall(SYS_pidfd_send_signal, s->init_pidfd, SIGTERM, NULL, 0);
 				kill_at = now_usec() + JAIL_STOP_GRACE_MS * 1000ull;
 			}

@@ -1,0 +1,187 @@
+/*
+ * Recovery at start with a data dir an earlier daemon used (it crashed, was killed, or stopped).
+ *
+ * Sandboxes outlive the daemon: each has its own supervisor in its own session, and its RUN_DIR,
+ * network slot and row describe it completely. A sandbox is taken back when its row says
+ * running, its time is not up, its uid range and slot fit this daemon's configuration, its
+ * supervisor and init are alive (and not stopping), and its envd answers GET /health inside its
+ * network namespace. It keeps its id, tokens (derived from the data dir's secret), slot, cgroup
+ * and end time, so clients go on as before. Anything else is destroyed and its row deleted: a
+ * create in flight at the crash ("starting"), a kill in flight, a sandbox whose envd died. Then
+ * what no row accounts for goes: supervisors, RUN_DIRs, cgroups, network slots.
+ */
+#include <curl/curl.h>
+#include <limits.h>
+#include "orchestr/orchestr-internal.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define ENVD_PORT	     49983
+#define HEALTH_TIMEOUT_MS    3000
+#define RECOVER_PAGE	     1000
+
+static int64_t now_ms(void)
+{
+	return (int64_t)(now_realtime_usec() / 1000u);
+}
+
+static curl_socket_t health_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)purpose;
+	(void)a;
+	int fd = net_connect_in_netns(*(int *)userdata, ENVD_PORT);
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int health_sockopt(void *userdata, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)userdata;
+	(void)fd;
+	(void)purpose;
+	return CURL_SOCKOPT_ALREADY_CONNECTED;
+}
+
+static size_t health_discard(char *p, size_t size, size_t n, void *userdata)
+{
+	(void)p;
+	(void)userdata;
+	return size * n;
+}
+
+/* Whether envd inside the namespace answers its health check. */
+static bool envd_answers(int netns_fd)
+{
+	CURL *e = curl_easy_init();
+	if (!e)
+		return false;
+	curl_easy_setopt(e, CURLOPT_URL, "http://127.0.0.1:49983/health");
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, health_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &netns_fd);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, health_sockopt);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, health_discard);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)HEALTH_TIMEOUT_MS);
+	long code = 0;
+	CURLcode c = curl_easy_perform(e);
+	if (c == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(e);
+	return c == CURLE_OK && code >= 200 && code < 300;
+}
+
+/* Tries to take one sandbox back; on failure says why and leaves what it found in rs/slot. */
+static const char *try_attach(const struct recover_env *env, const struct sandbox_rec *rec,
+			      const char *run_dir, struct runtime_sandbox **rs,
+			      struct net_slot **slot, unsigned *uid_index)
+{
+	const struct hutch_config *cfg = env->cfg;
+	if (rec->state != SANDBOX_RUNNING)
+		return rec->state == SANDBOX_STARTING ? "it was still starting" : "it was not running";
+	if (rec->end_ms <= now_ms())
+		return "its time is up";
+	if (rec->uid_base < cfg->uid_base || (rec->uid_base - cfg->uid_base) % SANDBOX_UID_COUNT ||
+	    (rec->uid_base - cfg->uid_base) / SANDBOX_UID_COUNT >= cfg->max_sandboxes)
+		return "its uid range does not fit this configuration";
+	*uid_index = (rec->uid_base - cfg->uid_base) / SANDBOX_UID_COUNT;
+	if (env->rt->attach(run_dir, rs) < 0) {
+		*rs = NULL;
+		return "its run directory is unusable";
+	}
+	if (!env->rt->alive(*rs))
+		return "its supervisor or init is gone or stopping";
+	if (rec->net_slot < 0 || netpool_adopt(env->np, (unsigned)rec->net_slot, slot) < 0) {
+		*slot = NULL;
+		return "its network slot is gone";
+	}
+	if (!envd_answers((*slot)->netns_fd))
+		return "its envd does not answer";
+	return NULL;
+}
+
+/* Takes back or destroys one sandbox; its id goes to keep[] when taken back. */
+static void recover_one(struct orchestr *o, const struct recover_env *env,
+			const struct sandbox_rec *rec, char **keep, size_t *n_keep)
+{
+	char run_dir[PATH_MAX];
+	snprintf(run_dir, sizeof(run_dir), "%s/sandboxes/%s", env->cfg->data_dir, rec->id);
+	struct runtime_sandbox *rs = NULL;
+	struct net_slot *slot = NULL;
+	unsigned uid_index = 0;
+	const char *why = try_attach(env, rec, run_dir, &rs, &slot, &uid_index);
+	if (!why) {
+		int r = orchestr_adopt(o, rec, rs, slot, uid_index);
+		if (r == 0) {
+			keep[(*n_keep)++] = strdup(rec->id);
+			log_info("Sandbox %s taken back (ends in %lld s)", rec->id,
+				 (long long)((rec->end_ms - now_ms()) / 1000));
+			return;
+		}
+		why = "its uid range is taken";
+	}
+	log_info("Sandbox %s left by a previous run is removed: %s", rec->id, why);
+	if (rs) {
+		int r = env->rt->destroy(rs);
+		if (r < 0)
+			log_warn_errno(r, "Failed to destroy sandbox %s cleanly: %m", rec->id);
+	}
+	if (!slot && rec->net_slot >= 0 &&
+	    netpool_adopt(env->np, (unsigned)rec->net_slot, &slot) < 0)
+		slot = NULL; /* gone, or netpool_reclaim removes what is left of it */
+	if (slot)
+		netpool_release(env->np, slot);
+	store_sandbox_delete(env->st, rec->id);
+}
+
+void orchestr_recover(struct orchestr *o, const struct recover_env *env)
+{
+	char **keep = NULL;
+	size_t n_keep = 0, cap = 0;
+	char *cursor = NULL;
+	do {
+		struct sandbox_filter f = { .limit = RECOVER_PAGE, .cursor = cursor };
+		struct sandbox_rec *recs = NULL;
+		size_t n = 0;
+		char *next = NULL;
+		int r = store_sandbox_list(env->st, &f, &recs, &n, &next);
+		free(cursor);
+		cursor = next;
+		if (r < 0) {
+			log_error_errno(r, "Failed to list the sandboxes of a previous run: %m");
+			break;
+		}
+		if (array_reserve((void **)&keep, &cap, n_keep + n + 1, sizeof(*keep)) < 0) {
+			for (size_t i = 0; i < n; i++)
+				sandbox_rec_clear(&recs[i]);
+			free(recs);
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			/* Rows deleted meanwhile shift the next page: the cursor is by key. */
+			recover_one(o, env, &recs[i], keep, &n_keep);
+			sandbox_rec_clear(&recs[i]);
+		}
+		free(recs);
+	} while (cursor);
+	free(cursor);
+
+	/* The rest: supervisors of creates in flight, RUN_DIRs without a row, cgroups, slots. */
+	char run_root[PATH_MAX];
+	snprintf(run_root, sizeof(run_root), "%s/sandboxes", env->cfg->data_dir);
+	size_t n_valid = 0;
+	for (size_t i = 0; i < n_keep; i++)
+		if (keep[i])
+			keep[n_valid++] = keep[i];
+	int r = env->rt->sweep(run_root, env->cgroup_parent, (const char *const *)keep, n_valid);
+	if (r > 0)
+		log_info("Removed %d sandboxes a previous run left without a record", r);
+	r = netpool_reclaim(env->np);
+	if (r < 0)
+		log_warn_errno(r, "Failed to remove every network slot of a previous run: %m");
+	if (n_valid)
+		log_info("Took back %zu sandboxes of a previous run", n_valid);
+	for (size_t i = 0; i < n_valid; i++)
+		free(keep[i]);
+	free(keep);
+}
