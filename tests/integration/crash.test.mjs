@@ -184,3 +184,20 @@ test('a restart keeps ids, files, timeouts and metadata', { ...opts, timeout: 12
   await long.kill();
   assert.deepEqual(await listIds(h), []);
 });
+
+test('a restart with fewer slots removes the sandboxes and network slots beyond them', { ...opts, timeout: 120_000 }, async () => {
+  const sbxs = [];
+  for (let i = 0; i < 3; i++) sbxs.push(await Sandbox.create('base'));
+  await h.crash();
+  h = await startHutch({ reuse: h, keepDataDir: true, args: ['--max-sandboxes', '2'] });
+  const listed = await listIds(h);
+  assert.ok(listed.length <= 2, `listed ${listed}`);
+  for (const id of listed) assert.equal((await (await Sandbox.connect(id)).commands.run('echo ok')).stdout, 'ok\n');
+  for (const s of sbxs) if (!listed.includes(s.sandboxId)) assert.deepEqual(tracesOf(s.sandboxId), []);
+  await waitFor(() => links(h.prefix).every((l) => Number(l.slice(h.prefix.length)) < 2),
+    { timeout: 5000, what: `no link beyond slot 1 (${links(h.prefix)})` });
+  await h.crash();
+  h = await startHutch({ reuse: h, keepDataDir: true, args: [] });
+  assert.deepEqual((await listIds(h)).sort(), [...listed].sort(), 'taken back again');
+  await Promise.all(listed.map((id) => Sandbox.kill(id)));
+});

@@ -189,7 +189,7 @@ export async function startHutch(opts = {}) {
   const prefix = prev?.prefix ?? 't' + (process.pid % 1000).toString(36);
   const subnet = prev?.subnet ?? opts.subnet ?? '10.213.0.0';
   const warm = prev?.warm ?? opts.warm ?? 2;
-  const extra = prev?.extra ?? opts.args ?? [];
+  const extra = opts.args ?? prev?.extra ?? [];
   const args = ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${apiPort}`,
     '--sandbox-listen', `127.0.0.1:${sbPort}`, '--net-prefix', prefix,
     '--net-subnet', subnet, '--net-warm', String(warm), ...extra];

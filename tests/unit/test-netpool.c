@@ -467,6 +467,24 @@ int main(void)
 	test_perf(p);
 
 	fake_internet_down();
+
+	/* A restart with fewer slots than the slots the last run left: the pool starts anyway
+	 * (its warm fill waits for free indexes) and removes the slots beyond its range. */
+	struct net_slot *c = NULL;
+	ok(netpool_acquire(p, false, &c) == 0, "a second slot held over the restart");
+	unsigned ib_now = MIN(b->index, c ? c->index : b->index);
+	snprintf(if_b, sizeof(if_b), "%s", b->host_if);
+	snprintf(if_a, sizeof(if_a), "%s", c ? c->host_if : b->host_if);
+	p = netpool_detach(p);
+	struct netpool_config small = cfg;
+	small.max_slots = 1;
+	small.warm = 1;
+	r = netpool_new(&small, &p);
+	ok(r == 0, "netpool_new with 1 slot over a leftover slot %u (r=%d)", ib_now, r);
+	if (r < 0)
+		return done();
+	ok(netpool_reclaim(p) == 0 && if_nametoindex(if_b) == 0 && if_nametoindex(if_a) == 0,
+	   "reclaim removes the leftover slots %s and %s, in range or beyond", if_b, if_a);
 	p = netpool_free(p);
 	ok(!any_link_with_prefix(), "no link named %s* left", prefix);
 	ok(dir_empty(state_dir), "no namespace bind mount left in %s", state_dir);

@@ -127,9 +127,9 @@ static int lock_instance(const struct hutch_config *cfg, int lock_fds[2])
 		pid[strcspn(pid, "\n")] = 0;
 		close(fd);
 		if (r == -EWOULDBLOCK)
-			return log_error_errno(-EBUSY,
-					       "Another hutch serve (pid %s) is using the data dir %s",
-					       pid[0] ? pid : "?", cfg->data_dir);
+			return log_error_errno(
+			    -EBUSY, "Another hutch serve (pid %s) is using the data dir %s",
+			    pid[0] ? pid : "?", cfg->data_dir);
 		return log_error_errno(r, "Failed to lock %s: %m", path);
 	}
 	char pid[32];
@@ -143,17 +143,19 @@ static int lock_instance(const struct hutch_config *cfg, int lock_fds[2])
 		return log_error_errno(-errno, "Failed to create a socket: %m");
 	}
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int nlen = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "hutch-net-%s", cfg->net_prefix);
-	if (bind(sock, (struct sockaddr *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
-							  1 + (size_t)nlen)) < 0) {
+	int nlen =
+	    snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1, "hutch-net-%s", cfg->net_prefix);
+	if (bind(sock, (struct sockaddr *)&a,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)nlen)) < 0) {
 		int r = -errno;
 		close(sock);
 		close(fd);
 		if (r == -EADDRINUSE)
-			return log_error_errno(-EBUSY,
-					       "Another hutch serve is using the network prefix '%s' "
-					       "(choose another with --net-prefix)",
-					       cfg->net_prefix);
+			return log_error_errno(
+			    -EBUSY,
+			    "Another hutch serve is using the network prefix '%s' "
+			    "(choose another with --net-prefix)",
+			    cfg->net_prefix);
 		return log_error_errno(r, "Failed to lock the network prefix: %m");
 	}
 	lock_fds[0] = fd;

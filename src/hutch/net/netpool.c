@@ -384,6 +384,10 @@ int netpool_new(const struct netpool_config *cfg, struct netpool **out)
 	for (unsigned i = 0; i < cfg->warm; i++) {
 		struct net_slot *s;
 		r = slot_new(p, &s);
+		/* Every index held by slots of an earlier run (adopted or reclaimed next): the
+		 * thread fills the pool once they are free. */
+		if (r == -ENOSPC)
+			break;
 		if (r < 0)
 			goto fail;
 		p->warm[p->n_warm++] = s;
@@ -492,9 +496,31 @@ int netpool_adopt(struct netpool *p, unsigned index, struct net_slot **out)
 	return 0;
 }
 
+/* Slots an earlier run with a larger --max-sandboxes left beyond this pool's range. */
+static int reclaim_out_of_range(struct netpool *p)
+{
+	_cleanup_closedir_ DIR *d = opendir(p->state_dir);
+	size_t plen = strlen(p->prefix);
+	struct dirent *de;
+	int r = 0;
+	while (d && (de = readdir(d))) {
+		uint64_t index;
+		if (!startswith(de->d_name, p->prefix) ||
+		    parse_u64(de->d_name + plen, &index) < 0 || index < p->max_slots ||
+		    index >= MAX_SLOTS_PER_16)
+			continue;
+		struct net_slot s = { .netns_fd = -1 };
+		slot_names(p, (unsigned)index, &s);
+		int k = slot_teardown(p, &s, true);
+		if (k < 0 && r == 0)
+			r = k;
+	}
+	return r;
+}
+
 int netpool_reclaim(struct netpool *p)
 {
-	int r = 0;
+	int r = reclaim_out_of_range(p);
 	for (unsigned i = 0; i < p->max_slots; i++) {
 		pthread_mutex_lock(&p->lock);
 		bool leftover = p->state[i] == SLOT_LEFTOVER;

@@ -268,7 +268,7 @@ int orchestr_kill(struct orchestr *o, const char *id)
  * crashed daemon started) are removed like killed ones, so nothing routes to a dead sandbox. */
 static void kill_dead(struct orchestr *o)
 {
-	char (*dead)[40] = NULL;
+	char(*dead)[40] = NULL;
 	size_t n = 0, cap = 0;
 	pthread_mutex_lock(&o->lock);
 	for (struct sandbox *s = o->list; s; s = s->next) {

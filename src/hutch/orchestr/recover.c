@@ -16,9 +16,9 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define ENVD_PORT	     49983
-#define HEALTH_TIMEOUT_MS    3000
-#define RECOVER_PAGE	     1000
+#define ENVD_PORT	  49983
+#define HEALTH_TIMEOUT_MS 3000
+#define RECOVER_PAGE	  1000
 
 static int64_t now_ms(void)
 {
@@ -78,7 +78,8 @@ static const char *try_attach(const struct recover_env *env, const struct sandbo
 {
 	const struct hutch_config *cfg = env->cfg;
 	if (rec->state != SANDBOX_RUNNING)
-		return rec->state == SANDBOX_STARTING ? "it was still starting" : "it was not running";
+		return rec->state == SANDBOX_STARTING ? "it was still starting"
+						      : "it was not running";
 	if (rec->end_ms <= now_ms())
 		return "its time is up";
 	if (rec->uid_base < cfg->uid_base || (rec->uid_base - cfg->uid_base) % SANDBOX_UID_COUNT ||
@@ -102,7 +103,7 @@ static const char *try_attach(const struct recover_env *env, const struct sandbo
 
 /* Takes back or destroys one sandbox; its id goes to keep[] when taken back. */
 static void recover_one(struct orchestr *o, const struct recover_env *env,
-			const struct sandbox_rec *rec, char **keep, size_t *n_keep)
+			const struct sandbox_rec *rec, char (*keep)[40], size_t *n_keep)
 {
 	char run_dir[PATH_MAX];
 	snprintf(run_dir, sizeof(run_dir), "%s/sandboxes/%s", env->cfg->data_dir, rec->id);
@@ -113,7 +114,7 @@ static void recover_one(struct orchestr *o, const struct recover_env *env,
 	if (!why) {
 		int r = orchestr_adopt(o, rec, rs, slot, uid_index);
 		if (r == 0) {
-			keep[(*n_keep)++] = strdup(rec->id);
+			memcpy(keep[(*n_keep)++], rec->id, sizeof(keep[0]));
 			log_info("Sandbox %s taken back (ends in %lld s)", rec->id,
 				 (long long)((rec->end_ms - now_ms()) / 1000));
 			return;
@@ -136,9 +137,10 @@ static void recover_one(struct orchestr *o, const struct recover_env *env,
 
 void orchestr_recover(struct orchestr *o, const struct recover_env *env)
 {
-	char **keep = NULL;
+	char(*keep)[40] = NULL;
 	size_t n_keep = 0, cap = 0;
 	char *cursor = NULL;
+	bool complete = false;
 	do {
 		struct sandbox_filter f = { .limit = RECOVER_PAGE, .cursor = cursor };
 		struct sandbox_rec *recs = NULL;
@@ -149,39 +151,52 @@ void orchestr_recover(struct orchestr *o, const struct recover_env *env)
 		cursor = next;
 		if (r < 0) {
 			log_error_errno(r, "Failed to list the sandboxes of a previous run: %m");
+			cursor = (free(cursor), NULL);
 			break;
 		}
 		if (array_reserve((void **)&keep, &cap, n_keep + n + 1, sizeof(*keep)) < 0) {
 			for (size_t i = 0; i < n; i++)
 				sandbox_rec_clear(&recs[i]);
 			free(recs);
+			cursor = (free(cursor), NULL);
 			break;
 		}
 		for (size_t i = 0; i < n; i++) {
-			/* Rows deleted meanwhile shift the next page: the cursor is by key. */
+			/* Deleting rows does not disturb paging: the cursor is a key. */
 			recover_one(o, env, &recs[i], keep, &n_keep);
 			sandbox_rec_clear(&recs[i]);
 		}
 		free(recs);
+		complete = !cursor;
 	} while (cursor);
-	free(cursor);
+	if (!complete) {
+		/* Without every row, the sweep would remove sandboxes that have one. */
+		log_error("The leftovers of a previous run stay until the next start");
+		free(keep);
+		return;
+	}
 
 	/* The rest: supervisors of creates in flight, RUN_DIRs without a row, cgroups, slots. */
 	char run_root[PATH_MAX];
 	snprintf(run_root, sizeof(run_root), "%s/sandboxes", env->cfg->data_dir);
-	size_t n_valid = 0;
+	const char **ids = calloc(n_keep + 1, sizeof(*ids));
+	if (!ids && n_keep) {
+		/* Sweeping without the list would remove the sandboxes just taken back. */
+		log_error(
+		    "Out of memory: the leftovers of a previous run stay until the next start");
+		free(keep);
+		return;
+	}
 	for (size_t i = 0; i < n_keep; i++)
-		if (keep[i])
-			keep[n_valid++] = keep[i];
-	int r = env->rt->sweep(run_root, env->cgroup_parent, (const char *const *)keep, n_valid);
+		ids[i] = keep[i];
+	int r = env->rt->sweep(run_root, env->cgroup_parent, ids, n_keep);
 	if (r > 0)
 		log_info("Removed %d sandboxes a previous run left without a record", r);
 	r = netpool_reclaim(env->np);
 	if (r < 0)
 		log_warn_errno(r, "Failed to remove every network slot of a previous run: %m");
-	if (n_valid)
-		log_info("Took back %zu sandboxes of a previous run", n_valid);
-	for (size_t i = 0; i < n_valid; i++)
-		free(keep[i]);
+	if (n_keep)
+		log_info("Took back %zu sandboxes of a previous run", n_keep);
+	free(ids);
 	free(keep);
 }
