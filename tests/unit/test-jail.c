@@ -462,6 +462,75 @@ static void test_failure(void)
 	sh("rm -rf %s", rd);
 }
 
+/* A daemon that crashed: its sandboxes run on with nobody holding them. The sweep removes those
+ * not kept (shim, cgroup, RUN_DIR, disk) and what no sandbox accounts for; kept ones live on. */
+static void test_sweep(void)
+{
+	char root[600], rd_a[700], rd_b[700], id_a[64], id_b[64];
+	snprintf(root, sizeof(root), "%s/runs", tmp);
+	snprintf(id_a, sizeof(id_a), "sweep-a-%d", (int)getpid());
+	snprintf(id_b, sizeof(id_b), "sweep-b-%d", (int)getpid());
+	snprintf(rd_a, sizeof(rd_a), "%s/%s", root, id_a);
+	snprintf(rd_b, sizeof(rd_b), "%s/%s", root, id_b);
+	mkdir(root, 0700);
+	mkdir(rd_a, 0700);
+	mkdir(rd_b, 0700);
+	struct sandbox_spec sa, sb;
+	fill_spec(&sa, id_a, rd_a);
+	fill_spec(&sb, id_b, rd_b);
+	sb.uid_base += SANDBOX_UID_COUNT;
+	struct runtime_sandbox *a = NULL, *b = NULL;
+	if (!ok(jail_runtime_ops.start(&sa, &a) == 0 && jail_runtime_ops.start(&sb, &b) == 0,
+		"two sandboxes for the sweep")) {
+		jail_runtime_ops.destroy(a);
+		jail_runtime_ops.destroy(b);
+		return;
+	}
+	_cleanup_close_ int dfd = open(rd_a, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	pid_t shim_a = 0;
+	uint64_t st;
+	jail_pidfile_read(dfd, JAIL_SHIM_PID, &shim_a, &st);
+	jail_runtime_ops.release(a); /* the daemon is gone */
+	char orphan[700], pool[700];
+	snprintf(orphan, sizeof(orphan), "%s/orphan", root);
+	snprintf(pool, sizeof(pool), "%s/.hutch-disk-pool", root);
+	mkdir(orphan, 0700);
+	mkdir(pool, 0700);
+	sh("touch %s/0.img", pool);
+	struct jail_cgroup cg_a, cg_orphan;
+	jail_cgroup_init(&cg_a, cgparent, id_a);
+	jail_cgroup_init(&cg_orphan, cgparent, "orphan");
+	mkdir(cg_orphan.dirs[0], 0755);
+
+	const char *keep[] = { id_b };
+	int r = jail_sweep(root, cgparent, keep, 1);
+	ok(r == 2, "sweep removed 2 sandboxes (r=%d)", r);
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++, usleep(10000))
+		gone = !running(shim_a);
+	ok(gone, "the shim of the sandbox not kept is gone");
+	ok(access(rd_a, F_OK) < 0 && access(orphan, F_OK) < 0 && access(pool, F_OK) < 0,
+	   "its RUN_DIR, a RUN_DIR without a shim and the disk pool are removed");
+	ok(access(cg_a.dirs[0], F_OK) < 0 && access(cg_orphan.dirs[0], F_OK) < 0,
+	   "their cgroups are removed");
+	ok(!loop_backs(rd_a), "no loop device left on its disk");
+	ok(jail_runtime_ops.alive(b), "the kept sandbox lives on");
+	jail_cgroup_done(&cg_a);
+	jail_cgroup_done(&cg_orphan);
+
+	/* A kill the daemon began (SIGTERM to the shim) is never taken back. */
+	_cleanup_close_ int dfd_b = open(rd_b, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	pid_t shim_b = 0;
+	jail_pidfile_read(dfd_b, JAIL_SHIM_PID, &shim_b, &st);
+	kill(shim_b, SIGTERM);
+	bool stopping = false;
+	for (int i = 0; i < 100 && !stopping; i++, usleep(1000))
+		stopping = !jail_runtime_ops.alive(b);
+	ok(stopping, "alive() is false once the shim is told to stop");
+	ok(jail_runtime_ops.destroy(b) == 0 && access(rd_b, F_OK) < 0, "destroy() after that");
+	rmdir(root);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	return *(const uint64_t *)a < *(const uint64_t *)b ? -1 : 1;
@@ -541,6 +610,7 @@ int main(int argc, char **argv)
 	else {
 		test_sandbox();
 		test_failure();
+		test_sweep();
 	}
 	sh("ip netns delete %s", netns_name);
 	sh("for c in /sys/fs/cgroup/*/%s /sys/fs/cgroup/%s; do [ -d $c ] && rmdir $c; done "
