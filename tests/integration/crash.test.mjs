@@ -72,8 +72,22 @@ function burst(clients) {
   return { known, async end() { stop = true; await done; } };
 }
 
+/** The store as the daemon left it: integrity, and each row's state (sqlite3 from deps.sh). */
+function storeRows() {
+  const r = spawnSync('sqlite3', ['-readonly', path.join(h.dataDir, 'hutch.db'),
+    'PRAGMA integrity_check; SELECT id || \' \' || state FROM sandboxes;'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const [integrity, ...rows] = r.stdout.trim().split('\n');
+  assert.equal(integrity, 'ok', 'the store is intact');
+  return rows.filter(Boolean).map((l) => l.split(' '));
+}
+
 async function checkAfterRestart(known) {
   const listed = await listIds(h);
+  // Consistent: only running sandboxes, exactly those the API lists.
+  const rows = storeRows();
+  assert.deepEqual(rows.filter(([, st]) => st !== 'running'), [], 'no row in another state');
+  assert.deepEqual(rows.map(([id]) => id).sort(), [...listed].sort());
   for (const id of listed) {
     // A create the daemon finished but could not answer may be listed without a client knowing.
     const st = known.get(id) ?? { marker: false, killed: false };

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -222,6 +223,11 @@ int cmd_serve(int argc, char **argv)
 		return r > 0 ? 0 : 2;
 	}
 	log_setup("hutch", level, true);
+	/* Before any thread: the HTTP servers run a thread per connection, and each new thread
+	 * took a malloc arena of its own (up to 8 per core), each keeping its high-water mark, so
+	 * RSS crept up ~4 MiB per 1000 sandboxes without a leak. One arena (small allocations still
+	 * come from per-thread caches) kept it flat at ~8 MiB over 1500 (soak.test.mjs checks). */
+	mallopt(M_ARENA_MAX, 1);
 	/* Modes below are chosen explicitly where they matter; a restrictive umask inherited from
 	 * the caller must not make sandbox mount points untraversable for sandbox root. */
 	umask(022);

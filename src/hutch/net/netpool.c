@@ -1,8 +1,9 @@
 /*
  * The slot pool: a background thread keeps cfg->warm slots ready so that netpool_acquire is a
- * pop from a list. Slot i owns the i-th /30 of the subnet (.1 host side, .2 guest), the veth
- * <prefix><i> and the bind mount <state_dir>/<prefix><i>; everything about a slot can be
- * recomputed from its index, which is what adoption and reclaim after a crash rely on.
+ * pop from a list; another destroys released slots. Slot i owns the i-th /30 of the subnet (.1 host
+ * side, .2 guest), the veth <prefix><i> and the bind mount <state_dir>/<prefix><i>; everything
+ * about a slot can be recomputed from its index, which is what adoption and reclaim after a crash
+ * rely on.
  */
 #include "netpool.h"
 
@@ -19,6 +20,9 @@
 #include "net-internal.h"
 
 #define MAX_SLOTS_PER_16 16384u
+/* Threads destroying released slots: a teardown mostly waits (for the device's references to
+ * drop after the link is deleted), and those waits overlap. */
+#define NETPOOL_REAPERS 4
 #define IP_FORWARD	 "/proc/sys/net/ipv4/ip_forward"
 /* Host-wide, not per pool: whichever pool finds forwarding off records it here, and whichever
  * pool is freed last (no `inet hutch_*` table left) turns it off again, across restarts too. */
@@ -41,13 +45,15 @@ struct netpool {
 	struct net_slot **slots; /* per index: warm or handed out */
 	struct net_slot **warm;	 /* stack of ready slots */
 	unsigned n_warm;
-	struct net_slot **dead; /* released, waiting for the thread to destroy them */
+	struct net_slot **dead; /* released, waiting for the reaper to destroy them */
 	unsigned n_dead;
+	pthread_cond_t dead_cond; /* the reaper waits on it */
 	unsigned creating;
 	unsigned cursor;
 	bool stop;
 	bool thread_started;
-	pthread_t thread;
+	unsigned reapers_started;
+	pthread_t thread, reapers[NETPOOL_REAPERS];
 	struct netpool_stats stats;
 };
 
@@ -231,18 +237,10 @@ static void *refill_thread(void *arg)
 	struct netpool *p = arg;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->stop && !refill_needed(p) && p->n_dead == 0)
+		while (!p->stop && !refill_needed(p))
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->stop)
 			break;
-		/* Ready slots first (acquire waits on them), then the dead. */
-		if (!refill_needed(p)) {
-			struct net_slot *d = p->dead[--p->n_dead];
-			pthread_mutex_unlock(&p->lock);
-			slot_destroy(p, d);
-			pthread_mutex_lock(&p->lock);
-			continue;
-		}
 		p->creating++;
 		pthread_mutex_unlock(&p->lock);
 		struct net_slot *s = NULL;
@@ -264,6 +262,28 @@ static void *refill_thread(void *arg)
 		}
 		if (!p->stop)
 			pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Destroys released slots. Threads of their own: behind the refills of a busy pool, teardowns
+ * fell behind for good (released slots, their namespaces' fds and their indexes piled up until
+ * the pool ran out). */
+static void *reaper_thread(void *arg)
+{
+	struct netpool *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && p->n_dead == 0)
+			pthread_cond_wait(&p->dead_cond, &p->lock);
+		if (p->stop)
+			break;
+		struct net_slot *d = p->dead[--p->n_dead];
+		pthread_mutex_unlock(&p->lock);
+		slot_destroy(p, d);
+		pthread_mutex_lock(&p->lock);
+		pthread_cond_signal(&p->cond); /* an index is free again */
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -333,6 +353,7 @@ int netpool_new(const struct netpool_config *cfg, struct netpool **out)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	pthread_cond_init(&p->dead_cond, NULL);
 	snprintf(p->prefix, sizeof(p->prefix), "%s", cfg->prefix);
 	p->subnet = subnet;
 	p->warm_target = cfg->warm;
@@ -396,6 +417,11 @@ int netpool_new(const struct netpool_config *cfg, struct netpool **out)
 	if (r < 0)
 		goto fail;
 	p->thread_started = true;
+	for (; p->reapers_started < NETPOOL_REAPERS; p->reapers_started++) {
+		r = -pthread_create(&p->reapers[p->reapers_started], NULL, reaper_thread, p);
+		if (r < 0)
+			goto fail;
+	}
 	*out = p;
 	return 0;
 fail:
@@ -449,7 +475,7 @@ void netpool_release(struct netpool *p, struct net_slot *s)
 		(void)netpool_set_internet(p, s, false);
 	pthread_mutex_lock(&p->lock);
 	p->dead[p->n_dead++] = s;
-	pthread_cond_signal(&p->cond);
+	pthread_cond_signal(&p->dead_cond);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -556,14 +582,17 @@ void netpool_get_stats(struct netpool *p, struct netpool_stats *out)
 
 static void pool_stop(struct netpool *p)
 {
-	if (!p->thread_started)
-		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
 	pthread_cond_broadcast(&p->cond);
+	pthread_cond_broadcast(&p->dead_cond);
 	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->thread, NULL);
+	if (p->thread_started)
+		pthread_join(p->thread, NULL);
+	for (unsigned i = 0; i < p->reapers_started; i++)
+		pthread_join(p->reapers[i], NULL);
 	p->thread_started = false;
+	p->reapers_started = 0;
 }
 
 static void pool_done(struct netpool *p)
@@ -574,6 +603,7 @@ static void pool_done(struct netpool *p)
 	free(p->state);
 	free(p->state_dir);
 	pthread_cond_destroy(&p->cond);
+	pthread_cond_destroy(&p->dead_cond);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }
