@@ -149,11 +149,11 @@ test('kill -9 with no restart leaves sandboxes; the next start and SIGTERM remov
 test('a second daemon on the same data dir is refused, and the first one is unharmed', opts, async () => {
   const sbx = await Sandbox.create('base');
   const r = spawnSync(HUTCH, ['serve', '--data-dir', h.dataDir, '--listen', '127.0.0.1:1', '--sandbox-listen', '127.0.0.1:1',
-    '--net-prefix', 'zz9', '--net-subnet', '10.215.0.0'], { encoding: 'utf8', env: { ...process.env, HUTCH_API_KEY: h.apiKey } });
+    '--net-prefix', 'zz9', '--net-subnet', '10.213.0.0'], { encoding: 'utf8', env: { ...process.env, HUTCH_API_KEY: h.apiKey } });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /Another hutch serve \(pid \d+\) is using the data dir/);
   const q = spawnSync(HUTCH, ['serve', '--data-dir', `${h.dataDir}-other`, '--listen', '127.0.0.1:1', '--sandbox-listen', '127.0.0.1:1',
-    '--net-prefix', h.prefix, '--net-subnet', '10.215.0.0'], { encoding: 'utf8', env: { ...process.env, HUTCH_API_KEY: h.apiKey } });
+    '--net-prefix', h.prefix, '--net-subnet', '10.213.0.0'], { encoding: 'utf8', env: { ...process.env, HUTCH_API_KEY: h.apiKey } });
   fs.rmSync(`${h.dataDir}-other`, { recursive: true, force: true });
   assert.equal(q.status, 1, q.stderr);
   assert.match(q.stderr, /Another hutch serve is using the network prefix/);
