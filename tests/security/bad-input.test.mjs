@@ -139,11 +139,14 @@ test('REST API: bad query strings (metadata filter, state, paging token, limit, 
     'limit=99999999999999999999999', 'nextToken=garbage', 'nextToken=%00', 'nextToken=' + 'A'.repeat(5000),
     'nextToken=eyJ4IjoxfQ', 'nextToken=MTIzNDU2Nzg5MA', 'order=sideways', 'startedAfter=yesterday',
     'startedAfter=2024-13-45T99:99:99Z', 'startedAfter=-99999-01-01T00:00:00Z',
+    'metadata=a%253Db%2500c', 'metadata=%25ff%253Db', 'metadata=a%253D%25ff',
   ];
+  // Odd but well-formed: empty list items are skipped, an empty key is a key.
+  const fine = new Set(['state=running,', 'state=' + ',running'.repeat(2000), 'metadata=%3D%3D%26%26']);
   for (const path of ['/v2/sandboxes', '/sandboxes']) {
     for (const q of qs) {
       const r = await call(`${h.apiUrl}${path}?${q}`, { headers: { 'x-api-key': h.apiKey } });
-      if (r.status === 200) {
+      if (fine.has(q) && r.status === 200) {
         assert.ok(Array.isArray(r.json), `${path}?${q.slice(0, 60)}: an array`);
         continue;
       }
