@@ -240,6 +240,8 @@ test('files API: symlinks to /proc/1/root, .. traversal and planted symlinks sta
   await assert.rejects(sbx.files.read('/.hutch/envd.json', { user: 'user' }));
   await assert.rejects(sbx.files.write('/home/user/etc/passwd', 'x', { user: 'user' }));
   await assert.rejects(sbx.files.rename('/home/user/etc/hostname', '/home/user/h', { user: 'user' }));
+  await assert.rejects(sbx.files.makeDir('/home/user/etc/planted', { user: 'user' }));
+  await assert.rejects(sbx.files.rename('/home/user/shadow', '/home/user/etc/shadow2', { user: 'user' }));
   assert.equal((await run(sbx, 'sha256sum /etc/shadow')).out, shadow, '/etc/shadow unchanged');
   // Removing a link removes the link, never its target.
   await sbx.files.remove('/home/user/etc', { user: 'user' });
