@@ -40,6 +40,8 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
 failed=
+npass=0
+nfail=0
 for t in $targets; do
 	bin="$build/tests/fuzz/fuzz-$t"
 	corpus="tests/fuzz/corpus/$t"
@@ -53,15 +55,19 @@ for t in $targets; do
 		>"$work/$t.log" 2>&1; then
 		grep -E '^(stat::number_of_executed_units|stat::new_units_added)' "$work/$t.log" || true
 		echo "   fuzz-$t: ok"
+		npass=$((npass + 1))
 	else
 		tail -n 60 "$work/$t.log"
 		echo "   fuzz-$t: FAILED (reproducer in $artifacts/)" >&2
 		failed="$failed $t"
+		nfail=$((nfail + 1))
 	fi
 done
 
 if [ -n "$failed" ]; then
 	echo "fuzz.sh: failing targets:$failed" >&2
+	echo "fuzz: $npass passed, $nfail failed"
 	exit 1
 fi
 echo "fuzz.sh: all targets ran ${seconds}s without a crash"
+echo "fuzz: $npass passed, $nfail failed"

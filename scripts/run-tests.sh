@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against one or more build directories and ends with "N passed, N failed".
 #   scripts/run-tests.sh BUILD_DIR [BUILD_DIR...]
-# Unit tests and fuzz-corpus replays count one per TAP point / target; integration tests count
-# one per node:test case.
+# Unit tests and fuzz-corpus replays count one per TAP point / target; integration and security
+# tests (tests/security: hostile sandboxes, bad input, limits) count one per node:test case.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,6 +22,30 @@ count_tap() { # name, file with TAP output, exit code
 		grep -E -A15 '^not ok ' "$out" | head -n 80
 		[ "$rc" -ne 0 ] && tail -n 20 "$out"
 	fi
+}
+
+# One node:test run through scripts/integration.sh (it holds the machine-wide lock): tag,
+# suite name, test files relative to tests/integration (default: all of its own).
+run_node() {
+	local tag=$1 suite=$2 out rc p f s
+	shift 2
+	out="$log/$tag-$suite.out"
+	scripts/integration.sh "$b" "$@" >"$out" 2>&1
+	rc=$?
+	p=$(awk '/^# pass /{print $3}' "$out" | tail -n1)
+	f=$(awk '/^# fail /{print $3}' "$out" | tail -n1)
+	s=$(awk '/^# skip /{print $3}' "$out" | tail -n1)
+	p=${p:-0} f=${f:-0} s=${s:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+	if [ "$f" -gt 0 ]; then
+		failures+=("$tag/$suite")
+		echo "---- $tag/$suite failed (exit $rc):"
+		grep -E -B2 -A25 '^\s*not ok ' "$out" | head -n 200
+		tail -n 30 "$out"
+	fi
+	grep -E '^# measured ' "$out" | sed 's/^# /   /'
+	echo "   $tag: $suite $p passed, $f failed, $s skipped"
 }
 
 log=$(mktemp -d)
@@ -57,22 +81,13 @@ for b in "$@"; do
 		fi
 	done
 
-	echo "== $tag: integration tests (official e2b SDK against envd)"
-	scripts/integration.sh "$b" >"$log/$tag-integration.out" 2>&1
-	rc=$?
-	p=$(awk '/^# pass /{print $3}' "$log/$tag-integration.out" | tail -n1)
-	f=$(awk '/^# fail /{print $3}' "$log/$tag-integration.out" | tail -n1)
-	s=$(awk '/^# skip /{print $3}' "$log/$tag-integration.out" | tail -n1)
-	p=${p:-0} f=${f:-0} s=${s:-0}
-	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
-	if [ "$f" -gt 0 ]; then
-		failures+=("$tag/integration")
-		echo "---- $tag/integration failed (exit $rc):"
-		grep -E -B2 -A25 '^\s*not ok ' "$log/$tag-integration.out" | head -n 200
-		tail -n 30 "$log/$tag-integration.out"
-	fi
-	echo "   $tag: integration $p passed, $f failed, $s skipped"
+	echo "== $tag: integration tests (official e2b SDK against envd and hutch serve)"
+	run_node "$tag" integration
+
+	echo "== $tag: security tests (hostile sandboxes, bad input, limits)"
+	security=()
+	for f in tests/security/*.test.mjs; do security+=("../security/$(basename "$f")"); done
+	run_node "$tag" security "${security[@]}"
 done
 
 if ((${#failures[@]})); then

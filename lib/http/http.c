@@ -110,6 +110,37 @@ static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s)
 	return strlen(s);
 }
 
+static int hexdigit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+		return (c | 0x20) - 'a' + 10;
+	return -1;
+}
+
+/* Decodes %XX escapes in the path and query values, except %00: decoded, a NUL would cut the
+ * C string, so "/sandboxes/%00x" would reach the routes as "/sandboxes". It stays as written
+ * (and so matches no route, sandbox id or file). */
+static size_t unescape_but_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	size_t o = 0;
+	for (size_t i = 0; s[i];) {
+		int hi = s[i] == '%' ? hexdigit(s[i + 1]) : -1;
+		int lo = hi >= 0 ? hexdigit(s[i + 2]) : -1;
+		if (lo >= 0 && (hi | lo) != 0) {
+			s[o++] = (char)(hi << 4 | lo);
+			i += 3;
+		} else {
+			s[o++] = s[i++];
+		}
+	}
+	s[o] = 0;
+	return o;
+}
+
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -151,12 +182,14 @@ int http_server_start(const struct http_server_config *cfg, struct http_server *
 	s->daemon = MHD_start_daemon(
 	    flags, cfg->port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, &ss,
 	    MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)0, MHD_OPTION_CONNECTION_LIMIT,
-	    cfg->connection_limit ? cfg->connection_limit : 1024u, MHD_OPTION_THREAD_STACK_SIZE,
+	    cfg->idle_timeout_s, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_limit,
+	    MHD_OPTION_CONNECTION_LIMIT, cfg->connection_limit ? cfg->connection_limit : 1024u,
+	    MHD_OPTION_THREAD_STACK_SIZE,
 	    cfg->thread_stack_size ? cfg->thread_stack_size : (size_t)256 * 1024,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-	    NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)128 * 1024,
-	    cfg->raw_urls ? MHD_OPTION_UNESCAPE_CALLBACK : MHD_OPTION_END, unescape_none, NULL,
+	    NULL, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    cfg->connection_memory ? cfg->connection_memory : (size_t)128 * 1024,
+	    MHD_OPTION_UNESCAPE_CALLBACK, cfg->raw_urls ? unescape_none : unescape_but_nul, NULL,
 	    MHD_OPTION_END);
 	if (!s->daemon)
 		return -EADDRINUSE;

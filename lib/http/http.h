@@ -50,7 +50,10 @@ typedef const struct http_route *(*http_router_fn)(struct http_req *req);
 struct http_server_config {
 	const char *address; /* IPv4/IPv6 literal */
 	uint16_t port;
-	unsigned connection_limit;
+	unsigned connection_limit; /* open connections in all (default 1024) */
+	unsigned per_ip_limit;	   /* open connections from one client address (0: no cap) */
+	unsigned idle_timeout_s;   /* close a connection silent this long (0: never) */
+	size_t connection_memory;  /* request line + headers + read buffer (default 128 KiB) */
 	size_t thread_stack_size;
 	http_router_fn router;
 	void *userdata;

@@ -29,7 +29,11 @@ bool auth_token_ok(struct http_req *req)
 
 char *auth_basic_user(struct http_req *req)
 {
-	const char *h = http_header(req, "Authorization");
+	return auth_basic_parse(http_header(req, "Authorization"));
+}
+
+char *auth_basic_parse(const char *h)
+{
 	if (!h || strncasecmp(h, "Basic ", 6) != 0)
 		return NULL;
 	const char *b64 = h + 6;

@@ -92,6 +92,9 @@ void secret_free(char *s);
 bool auth_token_ok(struct http_req *req);
 /* The user named by "Authorization: Basic base64(user:)", or NULL. Caller frees. */
 char *auth_basic_user(struct http_req *req);
+/* The same from the header's value: "Basic base64(user[:password])" → user (malloc'd), or NULL
+ * when absent, malformed, empty or holding a NUL. */
+char *auth_basic_parse(const char *header);
 
 /* ---- RPC plumbing (rpc.c) ---- */
 struct rpc_ctx {

@@ -150,6 +150,8 @@ int main(int argc, char **argv)
 		.port = port,
 		.router = router,
 		.cors = true,
+		/* Above the front door's idle timeout, so the front door closes first. */
+		.idle_timeout_s = 640,
 	};
 	r = http_server_start(&hc, &envd.http);
 	if (r < 0) {

@@ -79,6 +79,9 @@ int config_defaults(struct hutch_config *c, const char *argv0)
 	c->max_sandboxes = 1000;
 	c->start_timeout_ms = 10000;
 	c->max_body = 1 << 20;
+	c->api_idle_timeout_s = 60;
+	c->sandbox_idle_timeout_s = 620;
+	c->conns_per_ip = 512;
 	snprintf(c->net_subnet, sizeof(c->net_subnet), "10.11.0.0");
 	snprintf(c->net_prefix, sizeof(c->net_prefix), "hb");
 	c->net_warm = 4;
@@ -149,6 +152,12 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		c->max_body = tmp;
 		return r;
 	}
+	if (streq(name, "api-idle-timeout"))
+		return set_uint(&c->api_idle_timeout_s, name, v, 1, 86400);
+	if (streq(name, "sandbox-idle-timeout"))
+		return set_uint(&c->sandbox_idle_timeout_s, name, v, 1, 86400);
+	if (streq(name, "conns-per-ip"))
+		return set_uint(&c->conns_per_ip, name, v, 1, 65536);
 	if (streq(name, "net-subnet")) {
 		snprintf(c->net_subnet, sizeof(c->net_subnet), "%s", v);
 		return 0;
@@ -207,12 +216,30 @@ int config_load_file(struct hutch_config *c, const char *path)
 int config_load_env(struct hutch_config *c)
 {
 	static const char *const names[] = {
-		"data-dir",	   "cache-dir",	  "listen",	   "sandbox-listen",
-		"domain",	   "envd-bundle", "init-path",	   "mirror",
-		"default-timeout", "max-timeout", "default-cpu",   "default-memory",
-		"default-disk",	   "pids-max",	  "max-sandboxes", "start-timeout-ms",
-		"max-body",	   "net-subnet",  "net-prefix",	   "net-warm",
+		"data-dir",
+		"cache-dir",
+		"listen",
+		"sandbox-listen",
+		"domain",
+		"envd-bundle",
+		"init-path",
+		"mirror",
+		"default-timeout",
+		"max-timeout",
+		"default-cpu",
+		"default-memory",
+		"default-disk",
+		"pids-max",
+		"max-sandboxes",
+		"start-timeout-ms",
+		"max-body",
+		"net-subnet",
+		"net-prefix",
+		"net-warm",
 		"uid-base",
+		"api-idle-timeout",
+		"sandbox-idle-timeout",
+		"conns-per-ip",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char env[64] = "HUTCH_";

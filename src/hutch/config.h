@@ -28,6 +28,10 @@ struct hutch_config {
 	unsigned max_sandboxes;
 	unsigned start_timeout_ms;
 	size_t max_body; /* REST request bodies */
+	/* Connection limits of the API and the front door (lib/http). */
+	unsigned api_idle_timeout_s;	 /* the API closes connections silent this long */
+	unsigned sandbox_idle_timeout_s; /* the front door, likewise (above envd's 50 s pings) */
+	unsigned conns_per_ip;		 /* open connections from one client address, each */
 
 	char net_subnet[32];
 	char net_prefix[8];

@@ -56,7 +56,7 @@ int url_unescape(char *s, bool plus_is_space)
 	for (char *p = s; *p; p++) {
 		if (*p == '%') {
 			int hi = hexval(p[1]), lo = hi >= 0 ? hexval(p[2]) : -1;
-			if (hi < 0 || lo < 0)
+			if (hi < 0 || lo < 0 || (hi | lo) == 0) /* %00 would cut the string */
 				return -EINVAL;
 			*o++ = (char)(hi << 4 | lo);
 			p += 2;

@@ -17,9 +17,21 @@ struct api_req {
 /* {"code": status, "message": ...} with that status. */
 int api_error(struct http_req *req, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Decodes %XX escapes (and '+' as a space when plus_is_space); in place. -EINVAL on a bad escape.
- */
+/* Decodes %XX escapes (and '+' as a space when plus_is_space); in place. -EINVAL on a bad escape
+ * or %00. */
 int url_unescape(char *s, bool plus_is_space);
+
+/* decode.c: the untrusted parts of requests, as pure functions (fuzzed). */
+/* A create body (an object) → cr (pointing into b) and *extra (the kept fields of later
+ * features; the caller decrefs it). -EINVAL with *err on a bad field. */
+int api_create_parse(const json_t *b, struct create_request *cr, json_t **extra, const char **err);
+/* A whole-seconds field of 0..365 days; 0 when absent or null; *err = -EINVAL when bad. */
+unsigned api_timeout_field(const json_t *body, const char *field, int *err);
+/* E2B's metadata filter (PROTOCOL.md §2.4): the value (already unescaped once) is unescaped
+ * again, split on & and =, and each key and value unescaped once more → object of strings. */
+int api_parse_metadata_query(const char *q, json_t **out);
+/* "running,paused" → a bit mask of sandbox states (running includes starting). */
+int api_parse_states(const char *q, unsigned *out);
 
 /* Handlers get the request with auth done and the body (if the route takes one) parsed. */
 typedef int (*api_handler_fn)(struct http_req *req, struct api_req *ar);

@@ -13,20 +13,6 @@ static void iso_time(char *buf, size_t size, int64_t ms)
 	format_rfc3339(buf, size, ms / 1000, (long)(ms % 1000) * 1000000L);
 }
 
-/* Checks an object of string → string (metadata, envVars). */
-static bool string_map(const json_t *j)
-{
-	if (!json_is_object(j))
-		return false;
-	const char *k;
-	json_t *v;
-	json_object_foreach ((json_t *)j, k, v) {
-		if (!json_is_string(v) || !*k)
-			return false;
-	}
-	return true;
-}
-
 /* The `Sandbox` object of create/connect answers. */
 static json_t *sandbox_json(struct api_req *ar, const struct sandbox_rec *r)
 {
@@ -54,60 +40,14 @@ static json_t *listed_json(const struct sandbox_rec *r)
 			 r->envd_version, "metadata", r->metadata ? r->metadata : json_object());
 }
 
-static unsigned timeout_of(const json_t *body, const char *field, int *err)
-{
-	json_t *t = json_object_get(body, field);
-	*err = 0;
-	if (!t || json_is_null(t))
-		return 0;
-	if (!json_is_integer(t) || json_integer_value(t) < 0 ||
-	    json_integer_value(t) > 365 * 86400) {
-		*err = -EINVAL;
-		return 0;
-	}
-	return (unsigned)json_integer_value(t);
-}
-
 int api_sandbox_create(struct http_req *req, struct api_req *ar)
 {
-	const json_t *b = ar->body;
-	const char *template_id = json_string_value(json_object_get(b, "templateID"));
-	if (isempty(template_id))
-		return api_error(req, 400, "templateID is required");
-	int terr;
-	unsigned timeout = timeout_of(b, "timeout", &terr);
-	if (terr < 0)
-		return api_error(req, 400, "timeout must be a whole number of seconds");
-	const json_t *metadata = json_object_get(b, "metadata");
-	const json_t *env_vars = json_object_get(b, "envVars");
-	if ((metadata && !json_is_null(metadata) && !string_map(metadata)) ||
-	    (env_vars && !json_is_null(env_vars) && !string_map(env_vars)))
-		return api_error(req, 400, "metadata and envVars must map strings to strings");
-	const json_t *internet = json_object_get(b, "allow_internet_access");
-	const json_t *auto_pause = json_object_get(b, "autoPause");
-	if ((internet && !json_is_boolean(internet) && !json_is_null(internet)) ||
-	    (auto_pause && !json_is_boolean(auto_pause) && !json_is_null(auto_pause)))
-		return api_error(req, 400, "allow_internet_access and autoPause must be booleans");
-
-	/* Fields for later features are kept as they came. */
-	json_t *extra = json_object();
-	static const char *const kept[] = { "network",	    "mcp", "autoPauseMemory", "autoResume",
-					    "volumeMounts", "iam", "secure" };
-	for (size_t i = 0; extra && i < ELEMENTSOF(kept); i++) {
-		json_t *v = json_object_get(b, kept[i]);
-		if (v && !json_is_null(v))
-			json_object_set(extra, kept[i], v);
-	}
-	struct create_request cr = {
-		.template_id = template_id,
-		.timeout_s = timeout,
-		.metadata = json_is_object(metadata) ? metadata : NULL,
-		.env_vars = json_is_object(env_vars) ? env_vars : NULL,
-		.allow_internet = !internet || json_is_null(internet) || json_is_true(internet),
-		.auto_pause = json_is_true(auto_pause),
-		.extra = extra,
-		.key_id = ar->key.id,
-	};
+	struct create_request cr = { 0 };
+	json_t *extra = NULL;
+	const char *msg;
+	if (api_create_parse(ar->body, &cr, &extra, &msg) < 0)
+		return api_error(req, 400, "%s", msg);
+	cr.key_id = ar->key.id;
 	struct sandbox_rec rec = { 0 };
 	struct api_error err = { 0 };
 	int r = orchestr_create(ar->srv->orchestr, &cr, &rec, &err);
@@ -162,7 +102,7 @@ int api_sandbox_kill(struct http_req *req, struct api_req *ar)
 int api_sandbox_connect(struct http_req *req, struct api_req *ar)
 {
 	int terr;
-	unsigned timeout = timeout_of(ar->body, "timeout", &terr);
+	unsigned timeout = api_timeout_field(ar->body, "timeout", &terr);
 	if (terr < 0)
 		return api_error(req, 400, "timeout must be a whole number of seconds");
 	int64_t end;
@@ -217,62 +157,16 @@ int api_sandbox_pause(struct http_req *req, struct api_req *ar)
 
 /* ---- lists ---- */
 
-/* Decodes E2B's metadata query (PROTOCOL.md §2.4): the value (already unescaped once) is
- * unescaped again, split on & and =, and each key and value unescaped once more. */
-static int parse_metadata_query(const char *q, json_t **out)
-{
-	_cleanup_free_ char *s = strdup(q);
-	if (!s)
-		return -ENOMEM;
-	if (url_unescape(s, true) < 0)
-		return -EINVAL;
-	json_t *obj = json_object();
-	char *save = NULL;
-	for (char *pair = strtok_r(s, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
-		char *eq = strchr(pair, '=');
-		if (!eq) {
-			json_decref(obj);
-			return -EINVAL;
-		}
-		*eq = 0;
-		if (url_unescape(pair, true) < 0 || url_unescape(eq + 1, true) < 0) {
-			json_decref(obj);
-			return -EINVAL;
-		}
-		json_object_set_new(obj, pair, json_string(eq + 1));
-	}
-	*out = obj;
-	return 0;
-}
-
-static int parse_states(const char *q, unsigned *out)
-{
-	_cleanup_free_ char *s = strdup(q);
-	if (!s)
-		return -ENOMEM;
-	*out = 0;
-	char *save = NULL;
-	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		enum sandbox_state st;
-		if (sandbox_state_parse(t, &st) < 0)
-			return -EINVAL;
-		*out |= 1u << st;
-		if (st == SANDBOX_RUNNING) /* starting sandboxes are running to a client */
-			*out |= 1u << SANDBOX_STARTING;
-	}
-	return 0;
-}
-
 static int list(struct http_req *req, struct api_req *ar, bool v2)
 {
 	struct sandbox_filter f = { .limit = v2 ? LIST_MAX_LIMIT : 1000 };
 	_cleanup_json_ json_t *meta = NULL;
 	const char *q = http_query(req, "metadata");
-	if (q && *q && parse_metadata_query(q, &meta) < 0)
+	if (q && *q && api_parse_metadata_query(q, &meta) < 0)
 		return api_error(req, 400, "invalid metadata filter");
 	f.metadata = meta;
 	q = http_query(req, "state");
-	if (q && *q && parse_states(q, &f.states) < 0)
+	if (q && *q && api_parse_states(q, &f.states) < 0)
 		return api_error(req, 400, "invalid state filter '%s' (running, paused)", q);
 	if (!v2)
 		f.states = 1u << SANDBOX_RUNNING | 1u << SANDBOX_STARTING;

@@ -20,11 +20,30 @@
 #include "template/template.h"
 
 static const char *const option_names[] = {
-	"data-dir",	    "cache-dir",      "listen",	      "sandbox-listen",	 "domain",
-	"envd-bundle",	    "init-path",      "mirror",	      "default-timeout", "max-timeout",
-	"default-cpu",	    "default-memory", "default-disk", "pids-max",	 "max-sandboxes",
-	"start-timeout-ms", "max-body",	      "net-subnet",   "net-prefix",	 "net-warm",
+	"data-dir",
+	"cache-dir",
+	"listen",
+	"sandbox-listen",
+	"domain",
+	"envd-bundle",
+	"init-path",
+	"mirror",
+	"default-timeout",
+	"max-timeout",
+	"default-cpu",
+	"default-memory",
+	"default-disk",
+	"pids-max",
+	"max-sandboxes",
+	"start-timeout-ms",
+	"max-body",
+	"net-subnet",
+	"net-prefix",
+	"net-warm",
 	"uid-base",
+	"api-idle-timeout",
+	"sandbox-idle-timeout",
+	"conns-per-ip",
 };
 
 static void serve_usage(FILE *f)
@@ -65,6 +84,29 @@ static bool valid_key(const char *k)
 		if (!isdigit((unsigned char)*p) && !(*p >= 'a' && *p <= 'f'))
 			return false;
 	return true;
+}
+
+/* Open files are charged to each sandbox's memory cgroup, so memory limits bound them; the
+ * legacy host-wide fs.file-max (sized from RAM when no systemd raised it at boot) must not be
+ * the tighter bound, or one sandbox holding its share of files makes open() fail with ENFILE
+ * for every unprivileged program on the host. Raised as systemd does at boot; never lowered. */
+static void raise_file_max(void)
+{
+	static const char path[] = "/proc/sys/fs/file-max";
+	static const char want[] = "9223372036854775807";
+	char buf[32] = "";
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0)
+		return;
+	uint64_t cur;
+	buf[strcspn(buf, "\n")] = 0;
+	if (parse_u64(buf, &cur) == 0 && cur >= (uint64_t)INT64_MAX)
+		return;
+	if (pwrite(fd, want, strlen(want), 0) < 0)
+		log_warn_errno(-errno, "Failed to raise fs.file-max from %s: %m", buf);
+	else
+		log_info("Raised fs.file-max from %s (open files are bounded by memory cgroups)",
+			 buf);
 }
 
 /* HUTCH_API_KEY seeds a key; otherwise the first start makes one, prints it once and writes it
@@ -249,6 +291,7 @@ int cmd_serve(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
+	raise_file_max();
 
 	sigset_t set;
 	sigemptyset(&set);
@@ -308,6 +351,8 @@ int cmd_serve(int argc, char **argv)
 		.port = cfg.listen_port,
 		.router = api_router,
 		.userdata = &srv,
+		.per_ip_limit = cfg.conns_per_ip,
+		.idle_timeout_s = cfg.api_idle_timeout_s,
 	};
 	r = http_server_start(&hc, &srv.api);
 	if (r < 0) {

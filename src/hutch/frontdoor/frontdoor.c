@@ -663,6 +663,8 @@ int frontdoor_start(struct hutch_server *srv, struct frontdoor **out)
 		.userdata = srv,
 		.raw_urls = true,
 		.connection_limit = 4096,
+		.per_ip_limit = srv->cfg->conns_per_ip,
+		.idle_timeout_s = srv->cfg->sandbox_idle_timeout_s,
 	};
 	int r = http_server_start(&hc, &f->http);
 	if (r < 0) {

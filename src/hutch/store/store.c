@@ -1103,7 +1103,7 @@ static int bind_states(sqlite3_stmt *st, unsigned states)
 }
 
 /* The cursor is the hex of "started_ms:id": opaque to clients, checked on the way back. */
-static char *cursor_make(const struct sandbox_rec *last)
+char *store_cursor_make(const struct sandbox_rec *last)
 {
 	char plain[96];
 	int len = snprintf(plain, sizeof(plain), "%" PRId64 ":%s", last->started_ms, last->id);
@@ -1128,7 +1128,7 @@ static int unhex(char c)
 	return -1;
 }
 
-static int cursor_parse(const char *cursor, int64_t *started_ms, char id[40])
+int store_cursor_parse(const char *cursor, int64_t *started_ms, char id[40])
 {
 	char plain[CURSOR_MAX / 2 + 1];
 	size_t len = strnlen(cursor, CURSOR_MAX + 1);
@@ -1191,7 +1191,7 @@ int store_sandbox_list(struct store *s, const struct sandbox_filter *f, struct s
 	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX || !is_string_map(f->metadata))
 		return -EINVAL;
 	if (f->cursor) {
-		r = cursor_parse(f->cursor, &cursor_ms, cursor_id);
+		r = store_cursor_parse(f->cursor, &cursor_ms, cursor_id);
 		if (r < 0)
 			return r;
 	}
@@ -1232,7 +1232,7 @@ int store_sandbox_list(struct store *s, const struct sandbox_filter *f, struct s
 	if (r < 0)
 		return r;
 	if (more) {
-		*next = cursor_make(&vec.v[vec.n - 1]);
+		*next = store_cursor_make(&vec.v[vec.n - 1]);
 		if (!*next)
 			return -ENOMEM;
 	}

@@ -119,6 +119,10 @@ struct sandbox_filter {
  * is not an object of strings, or a cursor this function did not make. */
 int store_sandbox_list(struct store *s, const struct sandbox_filter *f, struct sandbox_rec **out,
 		       size_t *n, char **next);
+/* The paging cursor (X-Next-Token): hex of "started_ms:id" after the page's last record; the
+ * parser takes untrusted text (-EINVAL unless it is of that form with an id of 1..39 bytes). */
+char *store_cursor_make(const struct sandbox_rec *last);
+int store_cursor_parse(const char *cursor, int64_t *started_ms, char id[40]);
 /* Ids of sandboxes in state RUNNING whose end_ms <= now_ms (malloc'd array of malloc'd strings). */
 int store_sandbox_expired(struct store *s, int64_t now_ms, char ***ids, size_t *n);
 /* The number of sandboxes in the states of the bitmask (0 = all), or -errno. */

@@ -262,12 +262,22 @@ static int mount_dev(const char *oldroot)
 static int mask_paths(void)
 {
 	static const char *const null_over[] = {
-		"/proc/kcore",	     "/proc/keys",	    "/proc/timer_list",
-		"/proc/sched_debug", "/proc/latency_stats", "/proc/interrupts",
-		"/proc/kallsyms",    "/proc/kmsg",	    "/proc/sysrq-trigger",
+		"/proc/kcore",
+		"/proc/keys",
+		"/proc/timer_list",
+		"/proc/sched_debug",
+		"/proc/latency_stats",
+		"/proc/interrupts",
+		"/proc/kallsyms",
+		"/proc/kmsg",
+		"/proc/sysrq-trigger",
+		/* world-readable physical addresses (vmcoreinfo's note, boot setup data) */
+		"/sys/kernel/vmcoreinfo",
 	};
-	static const char *const tmpfs_over[] = { "/proc/scsi", "/proc/acpi", "/sys/firmware",
-						  "/sys/kernel/debug", "/sys/kernel/security" };
+	static const char *const tmpfs_over[] = {
+		"/proc/scsi",	     "/proc/acpi",	     "/sys/firmware",
+		"/sys/kernel/debug", "/sys/kernel/security", "/sys/kernel/boot_params"
+	};
 	static const char *const ro[] = { "/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs",
 					  "/proc/asound" };
 	int r;
