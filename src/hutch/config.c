@@ -78,6 +78,7 @@ int config_defaults(struct hutch_config *c, const char *argv0)
 	c->pids_max = 1024;
 	c->max_sandboxes = 1000;
 	c->start_timeout_ms = 10000;
+	c->warm_sandboxes = 2;
 	c->max_body = 1 << 20;
 	snprintf(c->net_subnet, sizeof(c->net_subnet), "10.11.0.0");
 	snprintf(c->net_prefix, sizeof(c->net_prefix), "hb");
@@ -144,6 +145,8 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		return set_uint(&c->max_sandboxes, name, v, 1, 16384);
 	if (streq(name, "start-timeout-ms"))
 		return set_uint(&c->start_timeout_ms, name, v, 100, 600000);
+	if (streq(name, "warm-sandboxes"))
+		return set_uint(&c->warm_sandboxes, name, v, 0, 64);
 	if (streq(name, "max-body")) {
 		r = set_uint(&tmp, name, v, 1024, 1u << 30);
 		c->max_body = tmp;
@@ -212,7 +215,7 @@ int config_load_env(struct hutch_config *c)
 		"default-timeout", "max-timeout", "default-cpu",   "default-memory",
 		"default-disk",	   "pids-max",	  "max-sandboxes", "start-timeout-ms",
 		"max-body",	   "net-subnet",  "net-prefix",	   "net-warm",
-		"uid-base",
+		"uid-base",	   "warm-sandboxes",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char env[64] = "HUTCH_";

@@ -13,6 +13,7 @@
 #include "common/version.h"
 #include "frontdoor/frontdoor.h"
 #include "net/netpool.h"
+#include "orchestr/warmpool.h"
 #include "template/template.h"
 
 static const char *const option_names[] = {
@@ -20,7 +21,7 @@ static const char *const option_names[] = {
 	"envd-bundle",	    "init-path",      "mirror",	      "default-timeout", "max-timeout",
 	"default-cpu",	    "default-memory", "default-disk", "pids-max",	 "max-sandboxes",
 	"start-timeout-ms", "max-body",	      "net-subnet",   "net-prefix",	 "net-warm",
-	"uid-base",
+	"uid-base",	    "warm-sandboxes",
 };
 
 static void serve_usage(FILE *f)
@@ -211,7 +212,7 @@ int cmd_serve(int argc, char **argv)
 		.prefix = cfg.net_prefix,
 		.subnet = cfg.net_subnet,
 		.warm = cfg.net_warm,
-		.max_slots = cfg.max_sandboxes,
+		.max_slots = MIN(cfg.max_sandboxes + warmpool_capacity(cfg.warm_sandboxes), 16384u),
 	};
 	r = netpool_new(&nc, &srv.netpool);
 	if (r < 0) {
