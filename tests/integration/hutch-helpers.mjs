@@ -45,10 +45,11 @@ export function leftovers(dataDir, prefix) {
  * process. Returns { apiUrl, sandboxUrl, apiKey, dataDir, prefix, proc, stop() }.
  */
 export async function startHutch(opts = {}) {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-it-'));
+  // opts.dataDir, opts.apiKey: those of an earlier daemon of this test (restart and crash tests).
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-it-'));
   const apiPort = await freePort();
   const sbPort = await freePort();
-  const apiKey = 'e2b_' + randomBytes(20).toString('hex');
+  const apiKey = opts.apiKey ?? 'e2b_' + randomBytes(20).toString('hex');
   const prefix = 't' + (process.pid % 1000).toString(36);
   const args = ['serve', '--data-dir', dataDir, '--listen', `127.0.0.1:${apiPort}`,
     '--sandbox-listen', `127.0.0.1:${sbPort}`, '--net-prefix', prefix,
