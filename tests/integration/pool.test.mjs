@@ -207,3 +207,14 @@ test('an empty pool falls back to a cold start, and refills', opts, async () => 
     await again.kill();
   }
 });
+
+test('envVars envd would refuse get a 400 and spend no pooled sandbox', opts, async () => {
+  await poolFilled(2);
+  for (const envVars of [{ 'A=B': 'x' }, { '': 'x' }]) {
+    const res = await api(h, 'POST', '/v2/sandboxes', { templateID: 'base', envVars });
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.code, 400);
+    assert.match(res.json.message, /envVars/);
+  }
+  assert.equal(poolSize(), 2, 'the pool still holds its sandboxes');
+});

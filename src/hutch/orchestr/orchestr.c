@@ -677,6 +677,14 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	unsigned timeout = req->timeout_s ? req->timeout_s : o->cfg->default_timeout_s;
 	if (timeout > o->cfg->max_timeout_s)
 		timeout = o->cfg->max_timeout_s;
+	/* What envd would refuse (PROTOCOL §4), refused here before any sandbox is spent on it. */
+	const char *name;
+	json_t *value;
+	json_object_foreach ((json_t *)req->env_vars, name, value)
+		if (!*name || strchr(name, '=')) {
+			template_rec_clear(&t);
+			return seterr(err, 400, "envVars names must be non-empty and contain no '='");
+		}
 
 	pthread_mutex_lock(&o->lock);
 	if (o->count >= o->cfg->max_sandboxes)
