@@ -34,9 +34,9 @@ async function internetAllowed(sbx) {
   const gw = (await sbx.commands.run("ip -4 route show default | awk '{print $3}'")).stdout.trim();
   assert.match(gw, /^\d+\.\d+\.\d+\.\d+$/);
   const links = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' }));
-  const link = links.find((l) => l.addr_info.some((a) => a.local === gw));
-  assert.ok(link, `a host interface holds ${gw}`);
-  assert.ok(link.ifname.startsWith(h.prefix), link.ifname);
+  // Only this daemon's links: another daemon on the machine may use the same subnet.
+  const link = links.find((l) => l.ifname.startsWith(h.prefix) && l.addr_info.some((a) => a.local === gw));
+  assert.ok(link, `one of this daemon's host interfaces holds ${gw}`);
   const set = JSON.parse(execFileSync('nft', ['-j', 'list', 'set', 'inet', `hutch_${h.prefix}`, 'internet_ifs'], { encoding: 'utf8' }));
   const elems = set.nftables.find((x) => x.set)?.set.elem ?? [];
   return elems.includes(link.ifname);
@@ -71,6 +71,8 @@ after(async () => {
 
 test('a pooled sandbox gets its own id, hostname, environment, user, metadata and limits', opts, async () => {
   await poolFilled(2);
+  await sleep(1500); // the members are older than the create by more than clock slack
+  const t0 = Date.now();
   const sbx = await Sandbox.create('base', {
     envs: { POOL_A: 'one', POOL_B: 'two words' },
     metadata: { suite: 'pool', n: '7' },
@@ -92,7 +94,7 @@ test('a pooled sandbox gets its own id, hostname, environment, user, metadata an
     assert.equal(info.state, 'running');
     const life = new Date(info.endAt) - new Date(info.startedAt);
     assert.ok(life > 110_000 && life <= 121_000, `timeout counts from the create (${life} ms)`);
-    assert.ok(Date.now() - new Date(info.startedAt) < 60_000, 'startedAt is the create, not the pool start');
+    assert.ok(new Date(info.startedAt) >= t0 - 500, `startedAt is the create, not the pool start (${info.startedAt}, create at ${new Date(t0).toISOString()})`);
 
     await sbx.commands.run('head -c 1000000 /dev/urandom > /tmp/x');
     const m = await sbx.getMetrics();
@@ -190,10 +192,10 @@ test('an empty pool falls back to a cold start, and refills', opts, async () => 
   const made = [];
   try {
     // More creates at once than the pool holds: the rest start cold.
-    made.push(...await Promise.all([0, 1, 2, 3].map(() => Sandbox.create('base'))));
+    made.push(...await Promise.all([0, 1, 2, 3, 4, 5].map(() => Sandbox.create('base'))));
     const warm = made.filter((s) => startedWarm(s.sandboxId)).length;
     const cold = made.filter((s) => startedCold(s.sandboxId)).length;
-    assert.equal(warm + cold, 4);
+    assert.equal(warm + cold, 6);
     assert.ok(cold >= 1, `${cold} cold starts`);
     for (const s of made) assert.equal((await s.commands.run('hostname')).stdout.trim(), s.sandboxId);
   } finally {
