@@ -606,19 +606,9 @@ static int create_cold(struct orchestr *o, const struct template_rec *t,
 	if (r < 0)
 		goto fail;
 	uint64_t t1 = now_usec();
-
-	struct sandbox_rec rec;
-	sandbox_record(o, s, t, req, now_ms(), timeout, &rec);
-	/* Recorded before anything runs, so a crash mid-create leaves a row to clean up. */
-	if (store_sandbox_insert(o->st, &rec) < 0) {
-		r = seterr(err, 500, "cannot record the sandbox");
-		goto fail;
-	}
-	s->started_ms = rec.started_ms;
 	/* In the registry from now on, so a kill that comes while it starts finds it. */
 	s->starting = true;
 	registry_add(o, s);
-	uint64_t t2 = now_usec();
 	json_t *ec = envd_settings(s, s->envd_token, req->env_vars, false);
 	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
 	json_decref(ec);
@@ -626,14 +616,19 @@ static int create_cold(struct orchestr *o, const struct template_rec *t,
 	free(ec_text);
 	if (r < 0)
 		goto fail;
-	uint64_t t3 = now_usec();
-	/* The timeout counts from when the sandbox is usable; one commit for end and state. */
-	rec.end_ms = now_ms() + (int64_t)timeout * 1000;
+	uint64_t t2 = now_usec();
+	/* Recorded once it runs: one commit, and the timeout counts from when it is usable. A
+	 * crash before this leaves a run directory with no row, which the next daemon destroys
+	 * (warmpool_reclaim_orphans), and a network slot it reclaims. */
+	struct sandbox_rec rec;
+	int64_t now = now_ms();
+	sandbox_record(o, s, t, req, now, timeout, &rec);
 	rec.state = SANDBOX_RUNNING;
-	if (store_sandbox_update(o->st, &rec) < 0) {
+	if (store_sandbox_insert(o->st, &rec) < 0) {
 		r = seterr(err, 500, "cannot record the sandbox");
 		goto fail;
 	}
+	s->started_ms = now;
 
 	pthread_mutex_lock(&s->lock);
 	bool killed = s->kill_requested;
@@ -644,11 +639,9 @@ static int create_cold(struct orchestr *o, const struct template_rec *t,
 		r = seterr(err, 409, "the sandbox was killed while it started");
 		goto fail;
 	}
-	log_info(
-	    "Sandbox %s started from template %s (net %.1f ms, record %.1f ms, runtime %.1f ms, "
-	    "state %.1f ms)",
-	    s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
-	    (double)(t3 - t2) / 1000, (double)(now_usec() - t3) / 1000);
+	log_info("Sandbox %s started from template %s (net %.1f ms, runtime %.1f ms, record %.1f ms)",
+		 s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
+		 (double)(now_usec() - t2) / 1000);
 	*out = s;
 	return 0;
 
@@ -936,6 +929,8 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 	}
 	cleanup_previous(o);
 	warmpool_reclaim_orphans(cfg->data_dir, st, o->rt);
+	/* The network slots of those (no row names them), once every recorded one is adopted. */
+	netpool_reclaim(np);
 	r = warmpool_new(cfg->warm_sandboxes, st, &warm_ops, o, &o->pool);
 	if (r < 0) {
 		free(o->uid_used);
