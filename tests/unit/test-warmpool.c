@@ -190,7 +190,8 @@ int main(void)
 	unsigned s0 = count(&started);
 	warmpool_want(p, &o);
 	usleep(300000);
-	ok(take_check(p, &o, "", 0, true) && count(&started) == s0, "a failing start gives nothing");
+	ok(take_check(p, &o, "", 0, true) && count(&started) == s0,
+	   "a failing start gives nothing");
 	__atomic_store_n(&fail_starts, false, __ATOMIC_SEQ_CST);
 	ok(waiting(2), "and is retried later");
 

@@ -17,7 +17,7 @@ struct pool {
 	char *key; /* NULL: this entry is unused */
 	void **members;
 	unsigned n;
-	uint64_t last_used; /* warmpool.tick when last asked for */
+	uint64_t last_used;  /* warmpool.tick when last asked for */
 	uint64_t retry_usec; /* monotonic: no start before this */
 };
 
@@ -47,8 +47,8 @@ static char *template_key(const struct template_rec *t)
 {
 	_cleanup_free_ char *layers = json_dumps(t->layers, JSON_COMPACT);
 	char *key = NULL;
-	if (!layers || asprintf(&key, "%u/%u/%u/%s", t->cpu_count, t->memory_mb, t->disk_mb,
-				layers) < 0)
+	if (!layers ||
+	    asprintf(&key, "%u/%u/%u/%s", t->cpu_count, t->memory_mb, t->disk_mb, layers) < 0)
 		return NULL;
 	return key;
 }
@@ -283,8 +283,8 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
-int warmpool_new(unsigned per_template, struct store *st, const struct warmpool_ops *ops,
-		 void *ctx, struct warmpool **out)
+int warmpool_new(unsigned per_template, struct store *st, const struct warmpool_ops *ops, void *ctx,
+		 struct warmpool **out)
 {
 	struct warmpool *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -337,8 +337,7 @@ struct warmpool *warmpool_free(struct warmpool *p)
 	return NULL;
 }
 
-void warmpool_reclaim_orphans(const char *data_dir, struct store *st,
-			      const struct runtime_ops *rt)
+void warmpool_reclaim_orphans(const char *data_dir, struct store *st, const struct runtime_ops *rt)
 {
 	char dir[PATH_MAX];
 	snprintf(dir, sizeof(dir), "%s/sandboxes", data_dir);

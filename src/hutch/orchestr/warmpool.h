@@ -33,8 +33,8 @@ unsigned warmpool_capacity(unsigned per_template);
 
 /* per_template 0 gives a pool that never holds anything (take always returns NULL). The store
  * is read (templates only) from the pool's thread. */
-int warmpool_new(unsigned per_template, struct store *st, const struct warmpool_ops *ops,
-		 void *ctx, struct warmpool **out);
+int warmpool_new(unsigned per_template, struct store *st, const struct warmpool_ops *ops, void *ctx,
+		 struct warmpool **out);
 /* Stops the thread and destroys every member. */
 struct warmpool *warmpool_free(struct warmpool *p);
 
@@ -47,5 +47,4 @@ void *warmpool_take(struct warmpool *p, const struct template_rec *t);
 /* Run directories under DATA/sandboxes with no store row (pool members of a daemon that died,
  * creates cut short by a crash) are destroyed through rt. Call at daemon start, after the
  * sandboxes with rows have been dealt with. */
-void warmpool_reclaim_orphans(const char *data_dir, struct store *st,
-			      const struct runtime_ops *rt);
+void warmpool_reclaim_orphans(const char *data_dir, struct store *st, const struct runtime_ops *rt);
