@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 MESON      ?= meson
 NINJA      ?= ninja
 
-.PHONY: all deps build build-asan test test-quick check-asan run bench clean format fuzz
+.PHONY: all deps build build-asan test test-quick check-asan run bench bench-sandbox clean format fuzz
 
 all: build
 
@@ -41,6 +41,10 @@ run: deps build
 
 bench: deps build
 	@scripts/bench.sh $(BUILD)
+
+# Sandbox.create() latency, create → first command vs bare bwrap, memory per idle sandbox (root).
+bench-sandbox: deps build
+	@scripts/sandbox-bench.sh $(BUILD)
 
 fuzz: deps
 	@scripts/fuzz.sh

@@ -1,6 +1,8 @@
 // Sandbox lifecycle benchmark through the official SDK against `hutch serve` (needs root):
-//   node bench/sandbox-bench.mjs [--runs N] [--idle M]
-// Prints Sandbox.create() p50/p99, create → first command p50, the same command under a bare
+//   node bench/sandbox-bench.mjs [--runs N] [--idle M] [--warm-sandboxes W]
+// (or scripts/sandbox-bench.sh / `make bench-sandbox`, which hold the integration-test lock).
+// --warm-sandboxes sets the daemon's warm pool (default: the daemon's own, 2; 0 measures the
+// cold path). Prints Sandbox.create() p50/p99, create → first command p50, the same command under a bare
 // bubblewrap sandbox on the same base root filesystem (the floor), their ratio, and host memory
 // per idle sandbox with M sandboxes alive at once.
 import { spawnSync } from 'node:child_process';
@@ -16,7 +18,13 @@ const require = createRequire(path.join(repo, 'tests/integration/package.json'))
 const { Sandbox } = await import(pathToFileURL(require.resolve('e2b')).href);
 const { startHutch } = await import(pathToFileURL(path.join(repo, 'tests/integration/hutch-helpers.mjs')).href);
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '50' }, idle: { type: 'string', default: '100' } } });
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '50' },
+    idle: { type: 'string', default: '100' },
+    'warm-sandboxes': { type: 'string' },
+  },
+});
 const RUNS = Number(values.runs);
 const IDLE = Number(values.idle);
 const q = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
@@ -28,7 +36,10 @@ function memAvailableKiB() {
   return Number(m[1]);
 }
 
-const h = await startHutch({ warm: 8, args: ['--max-sandboxes', String(Math.max(IDLE + 10, 64))] });
+const args = ['--max-sandboxes', String(Math.max(IDLE + 10, 64))];
+if (values['warm-sandboxes'] !== undefined) args.push('--warm-sandboxes', values['warm-sandboxes']);
+const h = await startHutch({ warm: 8, args });
+console.log(`warm pool: ${values['warm-sandboxes'] ?? 'default (2)'} sandboxes per template`);
 let failed = false;
 try {
   // Sandbox.create() alone.

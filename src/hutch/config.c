@@ -78,6 +78,7 @@ int config_defaults(struct hutch_config *c, const char *argv0)
 	c->pids_max = 1024;
 	c->max_sandboxes = 1000;
 	c->start_timeout_ms = 10000;
+	c->warm_sandboxes = 2;
 	c->max_body = 1 << 20;
 	c->api_idle_timeout_s = 60;
 	c->sandbox_idle_timeout_s = 620;
@@ -147,6 +148,8 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		return set_uint(&c->max_sandboxes, name, v, 1, 16384);
 	if (streq(name, "start-timeout-ms"))
 		return set_uint(&c->start_timeout_ms, name, v, 100, 600000);
+	if (streq(name, "warm-sandboxes"))
+		return set_uint(&c->warm_sandboxes, name, v, 0, 64);
 	if (streq(name, "max-body")) {
 		r = set_uint(&tmp, name, v, 1024, 1u << 30);
 		c->max_body = tmp;
@@ -240,6 +243,7 @@ int config_load_env(struct hutch_config *c)
 		"api-idle-timeout",
 		"sandbox-idle-timeout",
 		"conns-per-ip",
+		"warm-sandboxes",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char env[64] = "HUTCH_";

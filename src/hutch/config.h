@@ -27,6 +27,7 @@ struct hutch_config {
 	unsigned pids_max;
 	unsigned max_sandboxes;
 	unsigned start_timeout_ms;
+	unsigned warm_sandboxes; /* started, unassigned sandboxes kept per template (0: none) */
 	size_t max_body; /* REST request bodies */
 	/* Connection limits of the API and the front door (lib/http). */
 	unsigned api_idle_timeout_s;	 /* the API closes connections silent this long */

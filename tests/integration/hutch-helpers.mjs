@@ -182,10 +182,11 @@ export async function listIds(h) {
  */
 export async function startHutch(opts = {}) {
   const prev = opts.reuse;
-  const dataDir = prev?.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-it-'));
+  // opts.dataDir, opts.apiKey: those of an earlier daemon of this test (restart and crash tests).
+  const dataDir = prev?.dataDir ?? opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-it-'));
   const apiPort = prev?.apiPort ?? await freePort();
   const sbPort = prev?.sbPort ?? await freePort();
-  const apiKey = prev?.apiKey ?? 'e2b_' + randomBytes(20).toString('hex');
+  const apiKey = prev?.apiKey ?? opts.apiKey ?? 'e2b_' + randomBytes(20).toString('hex');
   const prefix = prev?.prefix ?? 't' + (process.pid % 1000).toString(36);
   const subnet = prev?.subnet ?? opts.subnet ?? '10.213.0.0';
   const warm = prev?.warm ?? opts.warm ?? 2;

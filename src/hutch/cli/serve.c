@@ -17,6 +17,7 @@
 #include "common/version.h"
 #include "frontdoor/frontdoor.h"
 #include "net/netpool.h"
+#include "orchestr/warmpool.h"
 #include "template/template.h"
 
 static const char *const option_names[] = {
@@ -44,6 +45,7 @@ static const char *const option_names[] = {
 	"api-idle-timeout",
 	"sandbox-idle-timeout",
 	"conns-per-ip",
+	"warm-sandboxes",
 };
 
 static void serve_usage(FILE *f)
@@ -323,7 +325,7 @@ int cmd_serve(int argc, char **argv)
 		.prefix = cfg.net_prefix,
 		.subnet = cfg.net_subnet,
 		.warm = cfg.net_warm,
-		.max_slots = cfg.max_sandboxes,
+		.max_slots = MIN(cfg.max_sandboxes + warmpool_capacity(cfg.warm_sandboxes), 16384u),
 	};
 	r = netpool_new(&nc, &srv.netpool);
 	if (r < 0) {

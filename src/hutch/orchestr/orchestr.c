@@ -14,12 +14,16 @@
 #include "common/util.h"
 #include "common/version.h"
 #include "json/jsonx.h"
+#include "orchestr/envdinit.h"
+#include "orchestr/warmpool.h"
 #include "runtime/runtime.h"
 #include "sign/signature.h"
 
 #define EVICT_INTERVAL_MS 200
 /* Upper-layer disks the jail keeps made ahead: back-to-back creates each take one. */
 #define ORCHESTR_DISK_POOL 4
+/* Where envd listens inside every sandbox (runtime.h). */
+#define SANDBOX_ENVD_PORT 49983
 
 struct sandbox {
 	int refs;
@@ -27,6 +31,7 @@ struct sandbox {
 	char template_id[64];
 	char run_dir[PATH_MAX];
 	char envd_token[65];
+	char pool_token[65]; /* what envd accepts while the sandbox waits in the warm pool */
 	char traffic_token[65];
 	bool private_traffic; /* network.allowPublicTraffic = false: ports need the traffic token */
 	struct runtime_sandbox *rs;
@@ -53,6 +58,7 @@ struct orchestr {
 	struct sandbox *list;
 	unsigned count;
 	uint8_t *uid_used;
+	struct warmpool *pool;
 	pthread_t evictor;
 	bool evictor_running;
 	bool stop;
@@ -64,6 +70,12 @@ static int64_t now_ms(void)
 	return (int64_t)(now_realtime_usec() / 1000u);
 }
 
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
 static void hmac_hex(const uint8_t key[32], const char *label, const char *id, char out[65])
 {
 	struct hmac_sha256_ctx ctx;
@@ -72,8 +84,7 @@ static void hmac_hex(const uint8_t key[32], const char *label, const char *id, c
 	hmac_sha256_update(&ctx, strlen(label), (const uint8_t *)label);
 	hmac_sha256_update(&ctx, strlen(id), (const uint8_t *)id);
 	hmac_sha256_digest(&ctx, sizeof(mac), mac);
-	for (size_t i = 0; i < sizeof(mac); i++)
-		snprintf(out + 2 * i, 3, "%02x", mac[i]);
+	hex(mac, sizeof(mac), out);
 }
 
 void orchestr_envd_token(struct orchestr *o, const char *id, char out[65])
@@ -175,9 +186,15 @@ static int random_id(char *out, size_t len)
 	return 0;
 }
 
+/* Sandboxes and warm-pool members together (lock held). */
+static unsigned uid_slots(const struct orchestr *o)
+{
+	return o->cfg->max_sandboxes + warmpool_capacity(o->cfg->warm_sandboxes);
+}
+
 static int uid_alloc(struct orchestr *o)
 {
-	for (unsigned i = 0; i < o->cfg->max_sandboxes; i++)
+	for (unsigned i = 0; i < uid_slots(o); i++)
 		if (!o->uid_used[i]) {
 			o->uid_used[i] = 1;
 			return (int)i;
@@ -223,6 +240,7 @@ static struct sandbox *registry_take(struct orchestr *o, const char *id)
 	return found;
 }
 
+/* Tears s down: runtime, network slot, uid range and, when it was assigned, its row. */
 static void destroy_sandbox(struct orchestr *o, struct sandbox *s)
 {
 	cut_links(s);
@@ -242,6 +260,10 @@ static void destroy_sandbox(struct orchestr *o, struct sandbox *s)
 	if (s->uid_index >= 0)
 		o->uid_used[s->uid_index] = 0;
 	pthread_mutex_unlock(&o->lock);
+	if (s->pool_token[0]) {
+		log_debug("Warm sandbox %s destroyed", s->id);
+		return; /* never assigned: no row */
+	}
 	store_sandbox_delete(o->st, s->id);
 	log_info("Sandbox %s stopped", s->id);
 }
@@ -321,19 +343,29 @@ static void *evictor_main(void *arg)
 
 /* ---- create ---- */
 
-static json_t *envd_config(struct orchestr *o, const struct sandbox *s,
-			   const struct create_request *req)
+/* envd's settings for s (the /init fields, PROTOCOL §4): token, the request's environment plus
+ * E2B's own variables, the base template's default user; with a timestamp for a live /init. */
+static json_t *envd_settings(const struct sandbox *s, const char *token, const json_t *env_vars,
+			     bool timestamp)
 {
 	json_t *env = json_object();
 	if (!env)
 		return NULL;
-	if (req->env_vars)
-		json_object_update(env, (json_t *)req->env_vars);
+	if (env_vars)
+		json_object_update(env, (json_t *)env_vars);
 	json_object_set_new(env, "E2B_SANDBOX", json_string("true"));
 	json_object_set_new(env, "E2B_SANDBOX_ID", json_string(s->id));
 	json_object_set_new(env, "E2B_TEMPLATE_ID", json_string(s->template_id));
-	return json_pack("{s:s, s:o, s:s}", "accessToken", s->envd_token, "envVars", env,
-			 "defaultUser", "user");
+	json_t *j = json_pack("{s:s, s:o, s:s}", "accessToken", token, "envVars", env,
+			      "defaultUser", "user");
+	if (j && timestamp) {
+		char ts[64];
+		uint64_t us = now_realtime_usec();
+		format_rfc3339(ts, sizeof(ts), (int64_t)(us / 1000000u),
+			       (long)(us % 1000000u) * 1000L);
+		json_object_set_new(j, "timestamp", json_string(ts));
+	}
+	return j;
 }
 
 static int seterr(struct api_error *err, unsigned status, const char *fmt, ...)
@@ -348,8 +380,9 @@ static int seterr(struct api_error *err, unsigned status, const char *fmt, ...)
 	return -EPROTO;
 }
 
+/* Starts s's runtime with envd configured by ec_text (JSON of envd_settings). */
 static int start_runtime(struct orchestr *o, struct sandbox *s, const struct template_rec *t,
-			 const struct create_request *req, struct api_error *err)
+			 const char *ec_text, struct api_error *err)
 {
 	size_t nl = json_array_size(t->layers);
 	const char **layers = calloc(nl + 1, sizeof(*layers));
@@ -357,9 +390,6 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		return seterr(err, 500, "out of memory");
 	for (size_t i = 0; i < nl; i++)
 		layers[i] = json_string_value(json_array_get(t->layers, i));
-	json_t *ec = envd_config(o, s, req);
-	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
-	json_decref(ec);
 	char resolv[1024] = "";
 	char cgroup_parent[32];
 	cgroup_parent_name(o, cgroup_parent, sizeof(cgroup_parent));
@@ -388,14 +418,273 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		.cgroup_parent = cgroup_parent,
 		.disk_pool = ORCHESTR_DISK_POOL,
 	};
-	int r = ec_text ? o->rt->start(&spec, &s->rs) : -ENOMEM;
-	free(ec_text);
+	int r = o->rt->start(&spec, &s->rs);
 	free(layers);
 	if (r < 0) {
 		log_error_errno(r, "Failed to start sandbox %s: %m", s->id);
 		return seterr(err, 500, "failed to start the sandbox: %s", strerror(-r));
 	}
 	return 0;
+}
+
+static struct sandbox *sandbox_new(struct orchestr *o, const struct template_rec *t)
+{
+	struct sandbox *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->refs = 1;
+	s->uid_index = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(s->template_id, sizeof(s->template_id), "%s", t->id);
+	s->cpu_count = t->cpu_count ? t->cpu_count : o->cfg->default_cpu;
+	return s;
+}
+
+/* What every start needs before the runtime: a uid range, an id and its tokens, RUN_DIR and a
+ * network slot. */
+static int sandbox_prepare(struct orchestr *o, struct sandbox *s, bool allow_internet,
+			   struct api_error *err)
+{
+	pthread_mutex_lock(&o->lock);
+	s->uid_index = uid_alloc(o);
+	pthread_mutex_unlock(&o->lock);
+	if (s->uid_index < 0)
+		return seterr(err, 429, "no free sandbox slot");
+	if (random_id(s->id, 20) < 0)
+		return seterr(err, 500, "no randomness");
+	orchestr_envd_token(o, s->id, s->envd_token);
+	orchestr_traffic_token(o, s->id, s->traffic_token);
+	snprintf(s->run_dir, sizeof(s->run_dir), "%s/sandboxes/%s", o->cfg->data_dir, s->id);
+	if (mkdir(s->run_dir, 0700) < 0) {
+		int r = seterr(err, 500, "cannot create %s: %s", s->run_dir, strerror(errno));
+		s->run_dir[0] = 0;
+		return r;
+	}
+	int r = netpool_acquire(o->np, allow_internet, &s->slot);
+	if (r < 0) {
+		s->slot = NULL;
+		return seterr(err, 503, "no network slot available: %s", strerror(-r));
+	}
+	return 0;
+}
+
+/* Undoes a start that failed or was given up, wherever it stopped, and drops the caller's
+ * reference. s must be out of the registry. */
+static void sandbox_abandon(struct orchestr *o, struct sandbox *s)
+{
+	destroy_sandbox(o, s); /* releases slot, uid, row */
+	if (s->run_dir[0]) {
+		/* A start that failed half-way: the runtime finds and removes what it made (a
+		 * shim that is still there, its cgroup, RUN_DIR). Its log went to ours already. */
+		struct runtime_sandbox *rs = NULL;
+		if (o->rt->attach(s->run_dir, &rs) >= 0)
+			o->rt->destroy(rs);
+		else
+			rmdir(s->run_dir);
+	}
+	sandbox_unref(s);
+}
+
+/* The row of s as created by req (state STARTING, ends `timeout` s from `now`). */
+static void sandbox_record(struct orchestr *o, const struct sandbox *s,
+			   const struct template_rec *t, const struct create_request *req,
+			   int64_t now, unsigned timeout, struct sandbox_rec *rec)
+{
+	*rec = (struct sandbox_rec){
+		.state = SANDBOX_STARTING,
+		.started_ms = now,
+		.end_ms = now + (int64_t)timeout * 1000,
+		.cpu_count = s->cpu_count,
+		.memory_mb = t->memory_mb ? t->memory_mb : o->cfg->default_memory_mb,
+		.disk_mb = t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.metadata = (json_t *)req->metadata,
+		.env_vars = (json_t *)req->env_vars,
+		.extra = (json_t *)req->extra,
+		.allow_internet = req->allow_internet,
+		.auto_pause = req->auto_pause,
+		.net_slot = (int)s->slot->index,
+		.uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT,
+	};
+	snprintf(rec->id, sizeof(rec->id), "%s", s->id);
+	snprintf(rec->template_id, sizeof(rec->template_id), "%s", t->id);
+	snprintf(rec->alias, sizeof(rec->alias), "%s", t->alias);
+	snprintf(rec->key_id, sizeof(rec->key_id), "%s", req->key_id ? req->key_id : "");
+	snprintf(rec->envd_version, sizeof(rec->envd_version), "%s", ENVD_PROTOCOL_VERSION);
+}
+
+static void registry_add(struct orchestr *o, struct sandbox *s)
+{
+	pthread_mutex_lock(&o->lock);
+	s->next = o->list;
+	o->list = sandbox_ref(s);
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* ---- the warm pool's members (warmpool.c keeps them; these start and destroy them) ---- */
+
+/* A sandbox started in full but unassigned: no row, not in the registry, and its envd accepts
+ * only a random token that never leaves the daemon. No internet until a create asks for it. */
+static int warm_start(void *ctx, const struct template_rec *t, void **member)
+{
+	struct orchestr *o = ctx;
+	struct api_error err;
+	struct sandbox *s = sandbox_new(o, t);
+	if (!s)
+		return -ENOMEM;
+	uint8_t rnd[32];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		sandbox_unref(s);
+		return -EIO;
+	}
+	hex(rnd, sizeof(rnd), s->pool_token);
+	explicit_bzero(rnd, sizeof(rnd));
+	int r = sandbox_prepare(o, s, false, &err);
+	if (r >= 0) {
+		json_t *ec = envd_settings(s, s->pool_token, NULL, false);
+		char *text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
+		json_decref(ec);
+		r = text ? start_runtime(o, s, t, text, &err) : -ENOMEM;
+		free(text);
+	}
+	if (r < 0) {
+		if (r == -EPROTO)
+			log_debug("Warm sandbox not started: %s", err.message);
+		sandbox_abandon(o, s);
+		return r == -EPROTO ? -EIO : r;
+	}
+	*member = s;
+	return 0;
+}
+
+static void warm_destroy(void *ctx, void *member)
+{
+	struct orchestr *o = ctx;
+	struct sandbox *s = member;
+	destroy_sandbox(o, s);
+	sandbox_unref(s);
+}
+
+static const struct warmpool_ops warm_ops = {
+	.start = warm_start,
+	.destroy = warm_destroy,
+};
+
+/* Hands warm sandbox s what differs per create: its envd's token, environment and default user
+ * (through /init), internet access, traffic privacy; then records it and makes it routable.
+ * -ESTALE when s cannot be used (envd gone or refusing): the caller abandons it. */
+static int assign(struct orchestr *o, struct sandbox *s, const struct template_rec *t,
+		  const struct create_request *req, unsigned timeout, struct api_error *err)
+{
+	uint64_t t0 = now_usec();
+	if (!o->rt->alive(s->rs)) {
+		log_warn("Warm sandbox %s died while it waited", s->id);
+		return -ESTALE;
+	}
+	int r = req->allow_internet ? netpool_set_internet(o->np, s->slot, true) : 0;
+	if (r < 0)
+		return seterr(err, 503, "cannot open internet access: %s", strerror(-r));
+	uint64_t t1 = now_usec();
+	json_t *public_traffic =
+	    json_object_get(json_object_get(req->extra, "network"), "allowPublicTraffic");
+	s->private_traffic = json_is_false(public_traffic);
+	json_t *init = envd_settings(s, s->envd_token, req->env_vars, true);
+	char *body = init ? json_dumps(init, JSON_COMPACT) : NULL;
+	json_decref(init);
+	if (!body)
+		return seterr(err, 500, "out of memory");
+	r = envd_init_post(s->slot->netns_fd, SANDBOX_ENVD_PORT, s->pool_token, body,
+			   o->cfg->start_timeout_ms);
+	explicit_bzero(body, strlen(body));
+	free(body);
+	if (r < 0) {
+		log_warn_errno(r, "Warm sandbox %s did not take its /init: %m", s->id);
+		return -ESTALE;
+	}
+	/* From here on it is an assigned sandbox: destroying it deletes its row. */
+	explicit_bzero(s->pool_token, sizeof(s->pool_token));
+	uint64_t t2 = now_usec();
+
+	struct sandbox_rec rec;
+	int64_t now = now_ms();
+	sandbox_record(o, s, t, req, now, timeout, &rec);
+	rec.state = SANDBOX_RUNNING; /* it runs already: one commit */
+	if (store_sandbox_insert(o->st, &rec) < 0)
+		return seterr(err, 500, "cannot record the sandbox");
+	s->started_ms = now;
+	registry_add(o, s);
+	log_info("Sandbox %s started from template %s (warm: net %.1f ms, init %.1f ms, record "
+		 "%.1f ms)",
+		 s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
+		 (double)(now_usec() - t2) / 1000);
+	return 0;
+}
+
+/* Starts a sandbox for req from nothing (the warm pool had none). */
+static int create_cold(struct orchestr *o, const struct template_rec *t,
+		       const struct create_request *req, unsigned timeout, struct sandbox **out,
+		       struct api_error *err)
+{
+	struct sandbox *s = sandbox_new(o, t);
+	if (!s)
+		return seterr(err, 500, "out of memory");
+	json_t *public_traffic =
+	    json_object_get(json_object_get(req->extra, "network"), "allowPublicTraffic");
+	s->private_traffic = json_is_false(public_traffic);
+	uint64_t t0 = now_usec();
+	int r = sandbox_prepare(o, s, req->allow_internet, err);
+	if (r < 0)
+		goto fail;
+	uint64_t t1 = now_usec();
+	/* In the registry from now on, so a kill that comes while it starts finds it. */
+	s->starting = true;
+	registry_add(o, s);
+	json_t *ec = envd_settings(s, s->envd_token, req->env_vars, false);
+	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
+	json_decref(ec);
+	r = ec_text ? start_runtime(o, s, t, ec_text, err) : seterr(err, 500, "out of memory");
+	free(ec_text);
+	if (r < 0)
+		goto fail;
+	uint64_t t2 = now_usec();
+	/* Recorded once it runs: one commit, and the timeout counts from when it is usable. A
+	 * crash before this leaves a run directory with no row, which the next daemon's recovery
+	 * destroys (recover.c), with its network slot. */
+	struct sandbox_rec rec;
+	int64_t now = now_ms();
+	sandbox_record(o, s, t, req, now, timeout, &rec);
+	rec.state = SANDBOX_RUNNING;
+	if (store_sandbox_insert(o->st, &rec) < 0) {
+		r = seterr(err, 500, "cannot record the sandbox");
+		goto fail;
+	}
+	s->started_ms = now;
+
+	pthread_mutex_lock(&s->lock);
+	bool killed = s->kill_requested;
+	if (!killed)
+		s->starting = false;
+	pthread_mutex_unlock(&s->lock);
+	if (killed) {
+		r = seterr(err, 409, "the sandbox was killed while it started");
+		goto fail;
+	}
+	log_info("Sandbox %s started from template %s (net %.1f ms, runtime %.1f ms, record %.1f ms)",
+		 s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
+		 (double)(now_usec() - t2) / 1000);
+	*out = s;
+	return 0;
+
+fail:
+	pthread_mutex_lock(&o->lock);
+	for (struct sandbox **pp = &o->list; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			sandbox_unref(s); /* the registry's reference */
+			break;
+		}
+	pthread_mutex_unlock(&o->lock);
+	sandbox_abandon(o, s);
+	return r;
 }
 
 int orchestr_create(struct orchestr *o, const struct create_request *req, struct sandbox_rec *out,
@@ -410,144 +699,47 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	unsigned timeout = req->timeout_s ? req->timeout_s : o->cfg->default_timeout_s;
 	if (timeout > o->cfg->max_timeout_s)
 		timeout = o->cfg->max_timeout_s;
-
-	struct sandbox *s = calloc(1, sizeof(*s));
-	if (!s) {
-		template_rec_clear(&t);
-		return seterr(err, 500, "out of memory");
-	}
-	s->refs = 1;
-	s->uid_index = -1;
-	pthread_mutex_init(&s->lock, NULL);
-	snprintf(s->template_id, sizeof(s->template_id), "%s", t.id);
-	s->cpu_count = t.cpu_count ? t.cpu_count : o->cfg->default_cpu;
+	/* What envd would refuse (PROTOCOL §4), refused here before any sandbox is spent on it. */
+	const char *name;
+	json_t *value;
+	json_object_foreach ((json_t *)req->env_vars, name, value)
+		if (!*name || strchr(name, '=')) {
+			template_rec_clear(&t);
+			return seterr(err, 400, "envVars names must be non-empty and contain no '='");
+		}
 
 	pthread_mutex_lock(&o->lock);
 	if (o->count >= o->cfg->max_sandboxes)
 		r = seterr(err, 429, "the maximum number of concurrent sandboxes (%u) is reached",
 			   o->cfg->max_sandboxes);
-	else if ((s->uid_index = uid_alloc(o)) < 0)
-		r = seterr(err, 429, "no free sandbox slot");
 	else
 		o->count++; /* reserved; the sandbox joins the list once it runs */
 	pthread_mutex_unlock(&o->lock);
-	if (r < 0)
-		goto fail_early;
-
-	if (random_id(s->id, 20) < 0) {
-		r = seterr(err, 500, "no randomness");
-		goto fail;
-	}
-	orchestr_envd_token(o, s->id, s->envd_token);
-	orchestr_traffic_token(o, s->id, s->traffic_token);
-	json_t *public_traffic =
-	    json_object_get(json_object_get(req->extra, "network"), "allowPublicTraffic");
-	s->private_traffic = json_is_false(public_traffic);
-	snprintf(s->run_dir, sizeof(s->run_dir), "%s/sandboxes/%s", o->cfg->data_dir, s->id);
-	if (mkdir(s->run_dir, 0700) < 0) {
-		r = seterr(err, 500, "cannot create %s: %s", s->run_dir, strerror(errno));
-		goto fail;
-	}
-	uint64_t t0 = now_usec();
-	r = netpool_acquire(o->np, req->allow_internet, &s->slot);
-	uint64_t t1 = now_usec();
 	if (r < 0) {
-		s->slot = NULL;
-		r = seterr(err, 503, "no network slot available: %s", strerror(-r));
-		goto fail;
+		template_rec_clear(&t);
+		return r;
 	}
 
-	int64_t now = now_ms();
-	struct sandbox_rec rec = {
-		.state = SANDBOX_STARTING,
-		.started_ms = now,
-		.end_ms = now + (int64_t)timeout * 1000,
-		.cpu_count = s->cpu_count,
-		.memory_mb = t.memory_mb ? t.memory_mb : o->cfg->default_memory_mb,
-		.disk_mb = t.disk_mb ? t.disk_mb : o->cfg->default_disk_mb,
-		.metadata = (json_t *)req->metadata,
-		.env_vars = (json_t *)req->env_vars,
-		.extra = (json_t *)req->extra,
-		.allow_internet = req->allow_internet,
-		.auto_pause = req->auto_pause,
-		.net_slot = (int)s->slot->index,
-		.uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT,
-	};
-	snprintf(rec.id, sizeof(rec.id), "%s", s->id);
-	snprintf(rec.template_id, sizeof(rec.template_id), "%s", t.id);
-	snprintf(rec.alias, sizeof(rec.alias), "%s", t.alias);
-	snprintf(rec.key_id, sizeof(rec.key_id), "%s", req->key_id ? req->key_id : "");
-	snprintf(rec.envd_version, sizeof(rec.envd_version), "%s", ENVD_PROTOCOL_VERSION);
-	/* Recorded before anything runs, so a crash mid-create leaves a row to clean up. */
-	if (store_sandbox_insert(o->st, &rec) < 0) {
-		r = seterr(err, 500, "cannot record the sandbox");
-		goto fail;
+	struct sandbox *s = warmpool_take(o->pool, &t);
+	r = -ESTALE;
+	if (s) {
+		r = assign(o, s, &t, req, timeout, err);
+		if (r < 0)
+			sandbox_abandon(o, s);
 	}
-	s->started_ms = now;
-	/* In the registry from now on, so a kill that comes while it starts finds it. */
-	s->starting = true;
-	pthread_mutex_lock(&o->lock);
-	s->next = o->list;
-	o->list = sandbox_ref(s);
-	pthread_mutex_unlock(&o->lock);
-	uint64_t t2 = now_usec();
-	r = start_runtime(o, s, &t, req, err);
-	if (r < 0)
-		goto fail;
-	uint64_t t3 = now_usec();
-	/* The timeout counts from when the sandbox is usable; one commit for end and state. */
-	rec.end_ms = now_ms() + (int64_t)timeout * 1000;
-	rec.state = SANDBOX_RUNNING;
-	if (store_sandbox_update(o->st, &rec) < 0) {
-		r = seterr(err, 500, "cannot record the sandbox");
-		goto fail;
-	}
-
-	pthread_mutex_lock(&s->lock);
-	bool killed = s->kill_requested;
-	if (!killed)
-		s->starting = false;
-	pthread_mutex_unlock(&s->lock);
-	if (killed) {
-		r = seterr(err, 409, "the sandbox was killed while it started");
-		goto fail;
-	}
+	if (r == -ESTALE)
+		r = create_cold(o, &t, req, timeout, &s, err);
 	template_rec_clear(&t);
+	if (r < 0) {
+		pthread_mutex_lock(&o->lock);
+		o->count--;
+		pthread_mutex_unlock(&o->lock);
+		return r;
+	}
+	char id[sizeof(s->id)];
+	snprintf(id, sizeof(id), "%s", s->id);
 	sandbox_unref(s); /* the registry holds it */
-	log_info(
-	    "Sandbox %s started from template %s (net %.1f ms, record %.1f ms, runtime %.1f ms, "
-	    "state %.1f ms)",
-	    s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
-	    (double)(t3 - t2) / 1000, (double)(now_usec() - t3) / 1000);
-	return store_sandbox_get(o->st, s->id, out);
-
-fail:
-	pthread_mutex_lock(&o->lock);
-	o->count--;
-	for (struct sandbox **pp = &o->list; *pp; pp = &(*pp)->next)
-		if (*pp == s) {
-			*pp = s->next;
-			sandbox_unref(s); /* the registry's reference */
-			break;
-		}
-	pthread_mutex_unlock(&o->lock);
-	destroy_sandbox(o, s); /* releases slot, uid, row */
-	if (s->run_dir[0]) {
-		/* A start that failed half-way: the runtime finds and removes what it made (a
-		 * shim that is still there, its cgroup, RUN_DIR). Its log went to ours already. */
-		struct runtime_sandbox *rs = NULL;
-		if (o->rt->attach(s->run_dir, &rs) >= 0)
-			o->rt->destroy(rs);
-		else
-			rmdir(s->run_dir);
-	}
-	sandbox_unref(s);
-	template_rec_clear(&t);
-	return r;
-fail_early:
-	sandbox_unref(s);
-	template_rec_clear(&t);
-	return r;
+	return store_sandbox_get(o->st, id, out);
 }
 
 int orchestr_set_timeout(struct orchestr *o, const char *id, unsigned timeout_s, bool only_extend,
@@ -699,6 +891,8 @@ int orchestr_register_template(struct orchestr *o, const char *id, const char *l
 	snprintf(t.envd_version, sizeof(t.envd_version), "%s", ENVD_PROTOCOL_VERSION);
 	snprintf(t.status, sizeof(t.status), "ready");
 	int r = store_template_put(o->st, &t);
+	if (r >= 0)
+		warmpool_want(o->pool, &t);
 	json_decref(t.layers);
 	return r;
 }
@@ -753,7 +947,7 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 	o->st = st;
 	o->np = np;
 	o->rt = &jail_runtime_ops;
-	o->uid_used = calloc(cfg->max_sandboxes, 1);
+	o->uid_used = calloc(uid_slots(o), 1);
 	pthread_mutex_init(&o->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -780,8 +974,15 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 		.cfg = cfg, .st = st, .np = np, .rt = o->rt, .cgroup_parent = cgroup_parent
 	};
 	orchestr_recover(o, &env);
+	r = warmpool_new(cfg->warm_sandboxes, st, &warm_ops, o, &o->pool);
+	if (r < 0) {
+		free(o->uid_used);
+		free(o);
+		return r;
+	}
 	r = -pthread_create(&o->evictor, NULL, evictor_main, o);
 	if (r < 0) {
+		o->pool = warmpool_free(o->pool);
 		free(o->uid_used);
 		free(o);
 		return r;
@@ -821,6 +1022,8 @@ struct orchestr *orchestr_free(struct orchestr *o, bool kill_all)
 	pthread_mutex_unlock(&o->lock);
 	if (o->evictor_running)
 		pthread_join(o->evictor, NULL);
+	/* Unassigned sandboxes have no row for a next daemon to find: always destroyed. */
+	o->pool = warmpool_free(o->pool);
 	for (;;) {
 		pthread_mutex_lock(&o->lock);
 		struct sandbox *s = o->list;
