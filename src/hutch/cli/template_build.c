@@ -382,7 +382,9 @@ static void log_entry(struct progress *pg, const json_t *e)
 	long step = entry_step(pg, e);
 	if (step >= 0) {
 		pg->step = step;
-		if (strcasestr(msg, "cached") && (size_t)step <= pg->nsteps + 1 && !pg->cached[step]) {
+		/* Layer steps only: a cached base or finalize step is not one of the N steps. */
+		if (step >= 1 && (size_t)step <= pg->nsteps && strcasestr(msg, "cached") &&
+		    !pg->cached[step]) {
 			pg->cached[step] = true;
 			pg->ncached++;
 		}
