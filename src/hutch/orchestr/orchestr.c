@@ -566,6 +566,10 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	o->list = sandbox_ref(s);
 	pthread_mutex_unlock(&o->lock);
 	uint64_t t2 = now_usec();
+	if (req->before_start && (r = req->before_start(req->userdata, rec.uid_base)) < 0) {
+		r = seterr(err, 500, "cannot prepare the sandbox: %s", strerror(-r));
+		goto fail;
+	}
 	r = start_runtime(o, s, &t, req, err);
 	if (r < 0)
 		goto fail;

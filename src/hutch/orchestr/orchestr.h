@@ -35,6 +35,10 @@ struct create_request {
 	const char *const *layers;
 	const char *upper_dir;
 	const json_t *config;
+	/* Called once the sandbox's host uid range is known, before anything runs in it (a
+	 * build prepares its upper layer there). <0 fails the create. */
+	int (*before_start)(void *userdata, uint32_t uid_base);
+	void *userdata;
 };
 
 /* A command for orchestr_exec. */
