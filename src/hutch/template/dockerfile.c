@@ -762,8 +762,11 @@ static int copy_flags(struct parser *p, const char **rest, bool add, char **chow
 			if (len > 4 || strspn(val, "01234567") != len)
 				r = fail(p, "%s --chmod=%s: give an octal mode such as 0755", kw,
 					 val);
-			else if (asprintf(mode, "%04lo", strtoul(val, NULL, 8)) < 0)
-				r = -ENOMEM;
+			else {
+				free(*mode);
+				if (asprintf(mode, "%04lo", strtoul(val, NULL, 8)) < 0)
+					*mode = NULL, r = -ENOMEM;
+			}
 		} else {
 			r = fail(p, "%s --%s is not supported", kw, name);
 		}
