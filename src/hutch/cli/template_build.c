@@ -493,10 +493,12 @@ static int wait_build(const struct cli_api *api, const char *tid, const char *bi
 		const char *msg = json_string_value(json_object_get(reason, "message"));
 		fprintf(stderr, "hutch: build of %s failed%s%s%s: %s\n", name,
 			*label ? " at step " : "", label, what, msg ? msg : "unknown error");
-		size_t i;
-		json_t *e;
-		json_array_foreach(json_object_get(reason, "logEntries"), i, e) {
-			const char *m = json_string_value(json_object_get(e, "message"));
+		/* The tail of the log, on stderr: stdout may have gone to a file. */
+		json_t *tail = json_object_get(reason, "logEntries");
+		size_t n = json_array_size(tail);
+		for (size_t i = n > 10 ? n - 10 : 0; i < n; i++) {
+			const char *m =
+			    json_string_value(json_object_get(json_array_get(tail, i), "message"));
 			if (m)
 				fprintf(stderr, "  | %s\n", m);
 		}
