@@ -704,7 +704,8 @@ static void describe(const struct recipe_step *st, char *buf, size_t size)
 {
 	size_t off = (size_t)snprintf(buf, size, "%s", st->type_name);
 	for (size_t i = 0; i < st->n_args && off < size; i++)
-		off += (size_t)snprintf(buf + off, size - off, " %s", st->args[i]);
+		if (*st->args[i])
+			off += (size_t)snprintf(buf + off, size - off, " %s", st->args[i]);
 	if (strlen(buf) > 200)
 		strcpy(buf + 197, "...");
 }
