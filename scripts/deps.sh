@@ -12,7 +12,7 @@ packages=(
 	curl ca-certificates procps iproute2 util-linux
 	debootstrap debian-archive-keyring gpgv
 	libseccomp-dev busybox-static e2fsprogs
-	libarchive-dev
+	libarchive-dev skopeo docker-registry
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
