@@ -161,7 +161,8 @@ static int hash_sources(const char *file, int ctx_fd, const char *dir, struct do
 
 /* ---- API calls ---- */
 
-/* FROM names a template when the API knows the name (before any ':tag'), else an image. */
+/* FROM names a template when the API knows the name (before any ':tag'), else an image. As in
+ * Docker, ':latest' is what an untagged name means: the template's default build. */
 static int resolve_from(const struct cli_api *api, json_t *recipe, const char *from)
 {
 	if (strpbrk(from, "/@") || startswith(from, "oci:") || startswith(from, "docker-archive:"))
@@ -175,8 +176,10 @@ static int resolve_from(const struct cli_api *api, json_t *recipe, const char *f
 	if (st < 0)
 		return -EIO;
 	if (st == 200 || st == 403) {
+		const char *tag = from + strlen(name);
 		json_object_del(recipe, "fromImage");
-		json_object_set_new(recipe, "fromTemplate", json_string(from));
+		json_object_set_new(recipe, "fromTemplate",
+				    json_string(streq(tag, ":latest") ? name : from));
 	}
 	return 0;
 }
