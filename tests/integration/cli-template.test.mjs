@@ -228,7 +228,7 @@ test('hutch template build: FROM/ARG/ENV/WORKDIR/COPY/RUN/USER/CMD; a sandbox fr
 
 test('hutch template build: a failing step fails the build with its step and output', daemon, async (t) => {
   if (noTemplateApi) return t.skip(noTemplateApi);
-  const dir = context({ 'e2b.Dockerfile': 'FROM base\nRUN echo fine\nRUN echo about to fail >&2; exit 3\n' });
+  const dir = context({ 'e2b.Dockerfile': 'FROM base:latest\nRUN echo fine\nRUN echo about to fail >&2; exit 3\n' });
   const r = await cliAsync(['template', 'build', '--name', `cli-fail-${process.pid}`, dir]);
   assert.equal(r.code, 1, r.out);
   assert.match(r.err, /failed at step 4\/\d+ \(RUN echo about to fail/);
