@@ -157,6 +157,26 @@ static int debian_name(const char *suite, bool slim, char *out, size_t size)
 			slim ? "-slim" : "", DEBIAN_RECIPE_V, d[0], d[1], d[2], d[3], d[4], d[5]);
 }
 
+/* The last non-hutch line of a build log: debootstrap's own complaint. */
+static void log_tail_line(const char *path, char *out, size_t size)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1
+							 ? end - (off_t)sizeof(buf) + 1
+							 : 0);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (!startswith(line, "hutch: ") && !startswith(line, "----"))
+			snprintf(out, size, "%s", line);
+}
+
 static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 {
 	char name[96];
@@ -184,11 +204,13 @@ static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 		 slim ? ", slim" : "", name);
 	char *layer = NULL;
 	int r = template_rootfs_ensure(&cfg, &rc, &layer);
-	if (r < 0)
-		return image_fail(f->err, r,
-				  "debootstrap of Debian %s failed (%s); its log is in "
-				  "%s/templates/%s.log",
-				  suite, strerror(-r), f->cache, name);
+	if (r < 0) {
+		char path[512], tail[256] = "";
+		snprintf(path, sizeof(path), "%s/templates/%s.log", f->cache, name);
+		log_tail_line(path, tail, sizeof(tail));
+		return image_fail(f->err, r, "debootstrap of Debian %s failed (%s): %s (log: %s)",
+				  suite, strerror(-r), tail, path);
+	}
 	snprintf(f->img->id, sizeof(f->img->id), "%s", name);
 	f->img->config = json_pack(
 	    "{s:[s],s:[s]}", "Env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
