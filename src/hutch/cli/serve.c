@@ -13,6 +13,7 @@
 #include "common/version.h"
 #include "frontdoor/frontdoor.h"
 #include "net/netpool.h"
+#include "template/builder.h"
 #include "template/template.h"
 
 static const char *const option_names[] = {
@@ -228,6 +229,11 @@ int cmd_serve(int argc, char **argv)
 		log_error_errno(r, "Failed to register the base template: %m");
 		goto out;
 	}
+	r = builder_new(&cfg, srv.store, srv.orchestr, &srv.builder);
+	if (r < 0) {
+		log_error_errno(r, "Failed to start the template builder: %m");
+		goto out;
+	}
 	r = frontdoor_start(&srv, &srv.frontdoor);
 	if (r < 0) {
 		log_error("Failed to listen on %s:%u for sandboxes", cfg.sandbox_addr,
@@ -258,6 +264,7 @@ out:
 	/* Entry points first (their open relays end at once), then the sandboxes. */
 	srv.api = http_server_stop(srv.api);
 	srv.frontdoor = frontdoor_stop(srv.frontdoor);
+	srv.builder = builder_free(srv.builder); /* kills its build sandboxes */
 	srv.orchestr = orchestr_free(srv.orchestr, true);
 	srv.netpool = netpool_free(srv.netpool);
 	srv.store = store_close(srv.store);

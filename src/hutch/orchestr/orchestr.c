@@ -1,4 +1,5 @@
 #include "orchestr/orchestr.h"
+#include "orchestr/orchestr-internal.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -19,6 +20,10 @@
 #define EVICT_INTERVAL_MS 200
 /* Upper-layer disks the jail keeps made ahead: back-to-back creates each take one. */
 #define ORCHESTR_DISK_POOL 4
+/* A template's ready command: how long a create waits for it, and how often it is run. */
+#define READY_TIMEOUT_MS  120000
+#define READY_INTERVAL_MS 200
+#define READY_RUN_MS	  10000
 
 struct sandbox {
 	int refs;
@@ -291,18 +296,26 @@ static void *evictor_main(void *arg)
 /* ---- create ---- */
 
 static json_t *envd_config(struct orchestr *o, const struct sandbox *s,
-			   const struct create_request *req)
+			   const struct create_request *req, const json_t *config)
 {
 	json_t *env = json_object();
 	if (!env)
 		return NULL;
+	json_t *tenv = json_object_get(config, "envVars");
+	if (json_is_object(tenv))
+		json_object_update(env, tenv);
 	if (req->env_vars)
 		json_object_update(env, (json_t *)req->env_vars);
 	json_object_set_new(env, "E2B_SANDBOX", json_string("true"));
 	json_object_set_new(env, "E2B_SANDBOX_ID", json_string(s->id));
 	json_object_set_new(env, "E2B_TEMPLATE_ID", json_string(s->template_id));
-	return json_pack("{s:s, s:o, s:s}", "accessToken", s->envd_token, "envVars", env,
-			 "defaultUser", "user");
+	const char *user = json_string_value(json_object_get(config, "user"));
+	const char *workdir = json_string_value(json_object_get(config, "workdir"));
+	json_t *ec = json_pack("{s:s, s:o, s:s}", "accessToken", s->envd_token, "envVars", env,
+			       "defaultUser", isempty(user) ? "user" : user);
+	if (ec && !isempty(workdir))
+		json_object_set_new(ec, "defaultWorkdir", json_string(workdir));
+	return ec;
 }
 
 static int seterr(struct api_error *err, unsigned status, const char *fmt, ...)
@@ -326,7 +339,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		return seterr(err, 500, "out of memory");
 	for (size_t i = 0; i < nl; i++)
 		layers[i] = json_string_value(json_array_get(t->layers, i));
-	json_t *ec = envd_config(o, s, req);
+	json_t *ec = envd_config(o, s, req, t->config);
 	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
 	json_decref(ec);
 	char resolv[1024] = "";
@@ -344,7 +357,8 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		.uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT,
 		.cpu_count = t->cpu_count ? t->cpu_count : o->cfg->default_cpu,
 		.memory_mb = t->memory_mb ? t->memory_mb : o->cfg->default_memory_mb,
-		.disk_mb = t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.disk_mb = req->upper_dir ? 0 : t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.upper_dir = req->upper_dir,
 		.pids_max = o->cfg->pids_max,
 		.hostname = s->id,
 		.envd_bundle = o->cfg->envd_bundle,
@@ -357,7 +371,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		 * stays off; seccomp and the capability bounding set still apply. */
 		.allow_setuid = true,
 		.cgroup_parent = cgroup_parent,
-		.disk_pool = ORCHESTR_DISK_POOL,
+		.disk_pool = req->upper_dir ? 0 : ORCHESTR_DISK_POOL,
 	};
 	int r = ec_text ? o->rt->start(&spec, &s->rs) : -ENOMEM;
 	free(ec_text);
@@ -369,14 +383,104 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 	return 0;
 }
 
+/* The template a create names: an id, a name (its newest ready build) or name:tag; or, for a
+ * build's sandbox, the layers it gives. */
+static int resolve_template(struct orchestr *o, const struct create_request *req,
+			    struct template_rec *t, struct api_error *err)
+{
+	if (req->layers) {
+		snprintf(t->id, sizeof(t->id), "%s", req->template_id);
+		t->layers = json_array();
+		for (const char *const *l = req->layers; t->layers && *l; l++)
+			json_array_append_new(t->layers, json_string(*l));
+		t->config = json_deep_copy(req->config ? req->config : json_object());
+		return t->layers && t->config ? 0 : seterr(err, 500, "out of memory");
+	}
+	char name[192];
+	snprintf(name, sizeof(name), "%s", req->template_id);
+	char *colon = strchr(name, ':');
+	const char *tag = NULL;
+	if (colon) {
+		*colon = 0;
+		tag = colon + 1;
+	}
+	if (store_template_get(o->st, name, t) < 0)
+		return seterr(err, 404, "template '%s' not found", req->template_id);
+	if (tag) {
+		char build_id[40];
+		struct build_rec b = { 0 };
+		if (store_tag_get(o->st, t->id, tag, build_id) < 0 ||
+		    store_build_get(o->st, build_id, &b) < 0)
+			return seterr(err, 404, "template '%s' has no tag '%s'", name, tag);
+		json_t *layers = json_object_get(b.data, "layers");
+		json_t *config = json_object_get(b.data, "config");
+		if (streq(b.status, "ready") && json_is_array(layers) && json_is_object(config)) {
+			json_decref(t->layers);
+			json_decref(t->config);
+			t->layers = json_incref(layers);
+			t->config = json_incref(config);
+		} else {
+			json_decref(t->layers);
+			t->layers = json_array();
+		}
+		build_rec_clear(&b);
+	}
+	if (json_array_size(t->layers) == 0)
+		return seterr(err, 400, "template '%s' has no ready build (status: %s)",
+			      req->template_id, t->status[0] ? t->status : "none");
+	return 0;
+}
+
+/* A template's start command, started in the background, then its ready command polled. */
+static int run_start_cmd(struct orchestr *o, struct sandbox *s, const json_t *config,
+			 struct api_error *err)
+{
+	const char *start = json_string_value(json_object_get(config, "startCmd"));
+	const char *ready = json_string_value(json_object_get(config, "readyCmd"));
+	const char *user = json_string_value(json_object_get(config, "user"));
+	const char *workdir = json_string_value(json_object_get(config, "workdir"));
+	char msg[512] = "";
+	int code = 0;
+	if (isempty(user))
+		user = "user";
+	if (!isempty(start)) {
+		struct exec_opts so = { .cmd = start, .user = user, .cwd = workdir,
+					.tag = "start", .background = true };
+		int r = sandbox_exec(o, s, &so, &code, msg, sizeof(msg));
+		if (r < 0)
+			return seterr(err, 500, "the template's start command did not start: %s", msg);
+	}
+	if (isempty(ready))
+		return 0;
+	uint64_t deadline = now_usec() + READY_TIMEOUT_MS * 1000ull;
+	for (;;) {
+		struct exec_opts ro = { .cmd = ready, .user = user, .cwd = workdir,
+					.timeout_ms = READY_RUN_MS };
+		int r = sandbox_exec(o, s, &ro, &code, msg, sizeof(msg));
+		if (r == 0 && code == 0)
+			return 0;
+		if (now_usec() > deadline)
+			return seterr(err, 500,
+				      "the template's ready command did not succeed within %u s "
+				      "(last exit code %d%s%s)",
+				      READY_TIMEOUT_MS / 1000, code, msg[0] ? ": " : "", msg);
+		pthread_mutex_lock(&s->lock);
+		bool killed = s->kill_requested;
+		pthread_mutex_unlock(&s->lock);
+		if (killed)
+			return seterr(err, 409, "the sandbox was killed while it started");
+		usleep(READY_INTERVAL_MS * 1000);
+	}
+}
+
 int orchestr_create(struct orchestr *o, const struct create_request *req, struct sandbox_rec *out,
 		    struct api_error *err)
 {
 	struct template_rec t = { 0 };
-	int r = store_template_get(o->st, req->template_id, &t);
+	int r = resolve_template(o, req, &t, err);
 	if (r < 0) {
 		template_rec_clear(&t);
-		return seterr(err, 404, "template '%s' not found", req->template_id);
+		return r;
 	}
 	unsigned timeout = req->timeout_s ? req->timeout_s : o->cfg->default_timeout_s;
 	if (timeout > o->cfg->max_timeout_s)
@@ -462,8 +566,14 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	o->list = sandbox_ref(s);
 	pthread_mutex_unlock(&o->lock);
 	uint64_t t2 = now_usec();
+	if (req->before_start && (r = req->before_start(req->userdata, rec.uid_base)) < 0) {
+		r = seterr(err, 500, "cannot prepare the sandbox: %s", strerror(-r));
+		goto fail;
+	}
 	r = start_runtime(o, s, &t, req, err);
 	if (r < 0)
+		goto fail;
+	if (!req->layers && (r = run_start_cmd(o, s, t.config, err)) < 0)
 		goto fail;
 	uint64_t t3 = now_usec();
 	/* The timeout counts from when the sandbox is usable; one commit for end and state. */
