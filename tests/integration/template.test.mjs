@@ -189,3 +189,18 @@ test('aliases, tags, list and delete', opts, async () => {
   assert.equal((await api(h, 'DELETE', `/templates/${id}`)).status, 404);
   await assert.rejects(Sandbox.create(name), /not found/);
 });
+
+test('fromDebianImage(bookworm) + aptInstall(jq): debootstrap from the machine mirror, apt in a build sandbox', opts, async () => {
+  const logs = [];
+  const tpl = Template().fromDebianImage('bookworm').aptInstall(['jq']).runCmd(`echo ${nonce} > /etc/hutch-nonce`);
+  await Template.build(tpl, `it-deb-${nonce}`, { onBuildLogs: (e) => logs.push(e.message) });
+  assert.ok(logs.some((l) => /FROM debian:bookworm/.test(l)), logs.join('\n'));
+  const sbx = await Sandbox.create(`it-deb-${nonce}`);
+  try {
+    const out = await sbx.commands.run('echo \'{"a":42}\' | jq .a; id -un; cut -d. -f1 /etc/debian_version; cat /etc/hutch-nonce');
+    assert.deepEqual(out.stdout.trim().split('\n'), ['42', 'user', '12', nonce]);
+  } finally {
+    await sbx.kill();
+  }
+  assert.equal((await api(h, 'DELETE', `/templates/it-deb-${nonce}`)).status, 204);
+});

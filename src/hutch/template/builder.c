@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "json/jsonx.h"
+#include "template/image.h"
 #include "template/recipe.h"
 #include "template/tar.h"
 #include "runtime/runtime.h"
@@ -425,7 +426,7 @@ static int run_in_sandbox(struct build *bd, struct build_state *s, const struct 
 		struct exec_opts mk = { .cmd = mkdir_script, .sh = true, .envs = envs };
 		r = orchestr_exec(b->o, rec.id, &mk, &code, msg, sizeof(msg));
 		if (r == 0 && code != 0)
-			r = -EIO, snprintf(msg, sizeof(msg), "cannot create workdir %s", s->workdir);
+			r = -EIO, snprintf(msg, sizeof(msg), "cannot create workdir %.400s", s->workdir);
 	}
 	if (!stop && r == 0) {
 		struct exec_opts eo = { .envs = envs, .output = step_output, .userdata = bd };
@@ -522,6 +523,91 @@ static int layer_step(struct build *bd, struct build_state *s, const struct reci
 
 /* ---- base ---- */
 
+static void image_log(void *ud, const char *line)
+{
+	build_log(ud, "info", "%s", line);
+}
+
+/* E2B's templates always have `user` (uid 1000 where free): images get it at build time. */
+static const char provision_script[] =
+    "if ! id user >/dev/null 2>&1; then\n"
+    "  if command -v useradd >/dev/null 2>&1; then\n"
+    "    sh=/bin/sh; [ -x /bin/bash ] && sh=/bin/bash\n"
+    "    useradd --create-home --home-dir /home/user --shell $sh user\n"
+    "  elif command -v adduser >/dev/null 2>&1; then adduser -D user\n"
+    "  else echo 'cannot create the user `user`: no useradd or adduser' >&2; exit 1; fi\n"
+    "fi\n";
+
+/* fromImage: the image's layers (tpl-image's image_fetch) and its config as the first state. */
+static int resolve_image(struct build *bd, struct build_state *s, char *err, size_t errlen)
+{
+	const struct recipe *rc = &bd->recipe;
+	json_t *reg = json_object_get(rc->json, "fromImageRegistry");
+	const char *rtype = json_string_value(json_object_get(reg, "type"));
+	if (reg && !json_is_null(reg) && (!rtype || !streq(rtype, "registry"))) {
+		snprintf(err, errlen, "fromImageRegistry type '%s' is not supported (only 'registry')",
+			 rtype ? rtype : "");
+		return -EOPNOTSUPP;
+	}
+	struct image_opts io = {
+		.cache_dir = bd->b->cfg->cache_dir,
+		.mirror = bd->b->cfg->mirror,
+		.username = json_string_value(json_object_get(reg, "username")),
+		.password = json_string_value(json_object_get(reg, "password")),
+		.log = image_log,
+		.log_userdata = bd,
+	};
+	struct image img = { 0 };
+	struct image_error ierr = { { 0 } };
+	int r = image_fetch(rc->from_image, &io, &img, &ierr);
+	if (r < 0) {
+		snprintf(err, errlen, "fromImage '%s': %s", rc->from_image,
+			 ierr.message[0] ? ierr.message : strerror(-r));
+		image_clear(&img);
+		return r;
+	}
+	s->layers = json_array();
+	for (size_t i = 0; s->layers && i < img.n_layers; i++)
+		json_array_append_new(s->layers, json_string(img.layers[i]));
+	s->env = json_object();
+	size_t i;
+	json_t *v;
+	json_array_foreach (json_object_get(img.config, "Env"), i, v) {
+		const char *kv = json_string_value(v);
+		const char *eq = kv ? strchr(kv, '=') : NULL;
+		if (eq && eq > kv) {
+			_cleanup_free_ char *k = strndup(kv, (size_t)(eq - kv));
+			if (k)
+				json_object_set_new(s->env, k, json_string(eq + 1));
+		}
+	}
+	const char *wd = json_string_value(json_object_get(img.config, "WorkingDir"));
+	const char *user = json_string_value(json_object_get(img.config, "User"));
+	snprintf(s->workdir, sizeof(s->workdir), "%s", wd ? wd : "");
+	if (!isempty(user))
+		snprintf(s->user, sizeof(s->user), "%s", user);
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha_str(&c, "hutch-image-v1");
+	sha_str(&c, img.id);
+	sha_hex(&c, s->key);
+	build_log(bd, "info", "Image %s: %zu layer(s)", img.id, img.n_layers);
+	image_clear(&img);
+	if (!s->layers || !s->env)
+		return -ENOMEM;
+	/* The user E2B's SDK expects, as a cached layer of its own. */
+	const char *args[] = { provision_script, "root", NULL };
+	struct recipe_step st = { .type = STEP_RUN, .type_name = "RUN", .args = args, .n_args = 2 };
+	char key[65];
+	bool cached = false;
+	step_key(s, &st, false, key);
+	memcpy(s->key, key, sizeof(key));
+	r = layer_step(bd, s, &st, key, err, errlen, &cached);
+	if (r == 0)
+		build_log(bd, "info", "%s [base] the user `user`", cached ? "CACHED" : "DONE");
+	return r;
+}
+
 /* The layers and config of fromTemplate (name, id, name:tag) or fromImage e2bdev/base. */
 static int resolve_base(struct build *bd, struct build_state *s, json_t **config, char *err,
 			size_t errlen)
@@ -529,15 +615,11 @@ static int resolve_base(struct build *bd, struct build_state *s, json_t **config
 	const struct recipe *rc = &bd->recipe;
 	const char *name = rc->from_template;
 	if (rc->from_image) {
-		if (streq(rc->from_image, "e2bdev/base") || streq(rc->from_image, "e2bdev/base:latest"))
-			name = "base";
-		else {
-			snprintf(err, errlen,
-				 "fromImage '%s': images other than e2bdev/base are not supported "
-				 "by this Hutch yet",
-				 rc->from_image);
-			return -EOPNOTSUPP;
+		if (!streq(rc->from_image, "e2bdev/base") && !streq(rc->from_image, "e2bdev/base:latest")) {
+			*config = json_object();
+			return *config ? resolve_image(bd, s, err, errlen) : -ENOMEM;
 		}
+		name = "base";
 	}
 	char tname[192];
 	snprintf(tname, sizeof(tname), "%s", name);
@@ -796,11 +878,11 @@ static void run_build(struct build *bd)
 	size_t n = rc->n_steps;
 	snprintf(bd->step_name, sizeof(bd->step_name), "base");
 	build_log(bd, "info", "[base] FROM %s", rc->from_template ? rc->from_template : rc->from_image);
+	snprintf(s.user, sizeof(s.user), "root");
 	if (resolve_base(bd, &s, &base_config, err, sizeof(err)) < 0) {
 		fail_build(bd, "base", "%s", err);
 		goto out;
 	}
-	snprintf(s.user, sizeof(s.user), "root");
 	unsigned hits = 0, built = 0;
 	for (size_t i = 0; i < n; i++) {
 		const struct recipe_step *st = &rc->steps[i];
@@ -832,10 +914,10 @@ static void run_build(struct build *bd)
 			const char *wd = st->args[0];
 			char abs[PATH_MAX];
 			if (wd[0] == '/')
-				snprintf(abs, sizeof(abs), "%s", wd);
+				snprintf(abs, sizeof(abs), "%.4000s", wd);
 			else
-				snprintf(abs, sizeof(abs), "%s/%s", s.workdir[0] ? s.workdir : "", wd);
-			snprintf(s.workdir, sizeof(s.workdir), "%s", abs);
+				snprintf(abs, sizeof(abs), "%.2000s/%.2000s", s.workdir[0] ? s.workdir : "", wd);
+			snprintf(s.workdir, sizeof(s.workdir), "%.4000s", abs);
 			s.workdir_set = true;
 			if (dir_in_layers(s.layers, abs)) {
 				build_log(bd, "info", "[builder %zu/%zu] %s", i + 1, n, what);
