@@ -538,6 +538,26 @@ static const char provision_script[] =
     "  else echo 'cannot create the user `user`: no useradd or adduser' >&2; exit 1; fi\n"
     "fi\n";
 
+/* --image-dirs "A:B" as a NULL-terminated array in one malloc'd block; NULL for none. */
+static char **image_dirs_split(const char *list)
+{
+	if (isempty(list))
+		return NULL;
+	size_t n = 2, len = strlen(list);
+	for (const char *c = list; *c; c++)
+		n += *c == ':';
+	char **v = malloc(n * sizeof(char *) + len + 1);
+	if (!v)
+		return NULL;
+	char *copy = (char *)(v + n), *save = NULL;
+	memcpy(copy, list, len + 1);
+	size_t i = 0;
+	for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save))
+		v[i++] = d;
+	v[i] = NULL;
+	return v;
+}
+
 /* fromImage: the image's layers (tpl-image's image_fetch) and its config as the first state. */
 static int resolve_image(struct build *bd, struct build_state *s, char *err, size_t errlen)
 {
@@ -549,9 +569,11 @@ static int resolve_image(struct build *bd, struct build_state *s, char *err, siz
 			 rtype ? rtype : "");
 		return -EOPNOTSUPP;
 	}
+	_cleanup_free_ char **dirs = image_dirs_split(bd->b->cfg->image_dirs);
 	struct image_opts io = {
 		.cache_dir = bd->b->cfg->cache_dir,
 		.mirror = bd->b->cfg->mirror,
+		.local_dirs = (const char *const *)dirs,
 		.username = json_string_value(json_object_get(reg, "username")),
 		.password = json_string_value(json_object_get(reg, "password")),
 		.log = image_log,
