@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include "image.h"
 #include "registry.h"
 #include "tar.h"
@@ -679,6 +680,30 @@ out:
 
 /* ---- Entry ------------------------------------------------------------------------------ */
 
+/* Removes what interrupted extractions left (".tmp-*" untouched for a day: no live extraction
+ * is that slow). */
+static void remove_stale(const char *layer_dir)
+{
+	_cleanup_close_ int dfd = open(layer_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = dfd >= 0 ? dup(dfd) : -1;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	_cleanup_closedir_ DIR *dir = d;
+	time_t now = time(NULL);
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		struct stat st;
+		if (startswith(de->d_name, ".tmp-") &&
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime + 86400 < now)
+			tar_remove_tree_at(dfd, de->d_name);
+	}
+}
+
 int image_fetch(const char *ref, const struct image_opts *opts, struct image *out,
 		struct image_error *err)
 {
@@ -705,6 +730,7 @@ int image_fetch(const char *ref, const struct image_opts *opts, struct image *ou
 		return image_fail(err, -errno, "cannot resolve %s: %s", cache, strerror(errno));
 	f.cache = cache_abs;
 	f.layer_dir = layers_abs;
+	remove_stale(layers_abs);
 
 	const char *suite;
 	bool slim;
