@@ -272,6 +272,7 @@ static void test_refs(void)
 	ok(image_ref_debian("docker.io/library/debian:bookworm-slim", &suite, &slim) && slim,
 	   "docker.io/library/debian:bookworm-slim");
 	ok(image_ref_debian("debian", &suite, &slim) && streq(suite, "bookworm"), "debian");
+	ok(image_ref_debian("docker.io/debian:bookworm", &suite, &slim), "docker.io/debian:bookworm");
 	ok(!image_ref_debian("debian:sid", NULL, NULL), "debian:sid is not built here");
 	ok(!image_ref_debian("debianx:12", NULL, NULL), "debianx is not debian");
 	ok(!image_ref_debian("ubuntu:22.04", NULL, NULL), "ubuntu goes to the registry");

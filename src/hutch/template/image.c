@@ -93,8 +93,8 @@ static const struct {
 
 bool image_ref_debian(const char *ref, const char **suite, bool *slim)
 {
-	static const char *const prefixes[] = { "docker.io/library/debian", "library/debian",
-						"debian" };
+	static const char *const prefixes[] = { "docker.io/library/debian", "docker.io/debian",
+						"library/debian", "debian" };
 	const char *rest = NULL;
 	for (size_t i = 0; i < ELEMENTSOF(prefixes) && !rest; i++)
 		if (startswith(ref, prefixes[i]))
