@@ -178,8 +178,8 @@ static void bench_registry(const char *tgz)
 		t0 = now_usec();
 		if (sh("skopeo --insecure-policy copy -q --src-tls-verify=false "
 		       "docker://127.0.0.1:%u/bench/img:v1 dir:%s/pulled && mkdir %s/x && "
-		       "for f in %s/pulled/*; do tar -tzf $f >/dev/null 2>&1 && "
-		       "tar --numeric-owner --xattrs -xzf $f -C %s/x; done",
+		       "for f in %s/pulled/*; do if tar -tzf $f >/dev/null 2>&1; then "
+		       "tar --numeric-owner --xattrs -xzf $f -C %s/x; fi; done",
 		       port, root, root, root, root) != 0)
 			goto out;
 		base[i] = ms_since(t0);
