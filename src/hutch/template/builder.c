@@ -1030,7 +1030,24 @@ out:
 static void *build_thread(void *arg)
 {
 	struct build *bd = arg;
+	struct builder *b = bd->b;
 	run_build(bd);
+	/* Finished: its status and logs are in the store and the log file from now on, so the
+	 * daemon does not keep every build's log in memory. builder_free joins the threads it
+	 * still finds in the list. */
+	bool unlinked = false;
+	pthread_mutex_lock(&b->lock);
+	for (struct build **pp = &b->list; *pp; pp = &(*pp)->next)
+		if (*pp == bd) {
+			*pp = bd->next;
+			unlinked = true;
+			break;
+		}
+	if (unlinked)
+		pthread_detach(pthread_self());
+	pthread_mutex_unlock(&b->lock);
+	if (unlinked)
+		build_unref(bd); /* the list's */
 	build_unref(bd);
 	return NULL;
 }
@@ -1116,20 +1133,21 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 		build_unref(bd);
 		return r;
 	}
+	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
+		 bd->recipe.n_steps);
+	/* Under the lock: the thread unlinks itself from the list when it ends, which must not
+	 * happen before it is fully started here. */
 	pthread_mutex_lock(&b->lock);
 	bd->next = b->list;
 	b->list = bd;
 	bd->refs++; /* the thread's */
-	pthread_mutex_unlock(&b->lock);
-	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
-		 bd->recipe.n_steps);
 	r = -pthread_create(&bd->thread, NULL, build_thread, bd);
-	if (r < 0) {
+	bd->thread_started = r == 0;
+	if (r < 0)
 		bd->refs--;
+	pthread_mutex_unlock(&b->lock);
+	if (r < 0)
 		fail_build(bd, NULL, "cannot start the build thread");
-		return 0;
-	}
-	bd->thread_started = true;
 	return 0;
 }
 
