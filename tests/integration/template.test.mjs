@@ -2,6 +2,7 @@
 // the layer cache, start/ready commands in every sandbox, failing steps, aliases, tags, delete.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -156,6 +157,61 @@ test('bad recipes and uploads get clear errors', opts, async () => {
   assert.equal((await fetch(link.json.url, { method: 'PUT', body: 'data' })).status, 200);
   assert.equal((await api(h, 'GET', `/templates/${templateID}/files/${'b'.repeat(64)}`)).json.present, true);
   assert.equal((await api(h, 'DELETE', `/templates/${templateID}`)).status, 204);
+});
+
+/** A build through the raw API, as the CLI does: request, upload, start, poll until it ends. */
+async function rawBuild(tname, recipe, uploads = {}) {
+  const req = await api(h, 'POST', '/v3/templates', { name: tname });
+  assert.equal(req.status, 202, req.text);
+  const { templateID, buildID } = req.json;
+  for (const [hash, file] of Object.entries(uploads)) {
+    const link = await api(h, 'GET', `/templates/${templateID}/files/${hash}`);
+    assert.equal(link.status, 201);
+    if (link.json.present) continue;
+    const put = await fetch(link.json.url, { method: 'PUT', body: fs.readFileSync(file) });
+    assert.equal(put.status, 200);
+  }
+  const start = await api(h, 'POST', `/v2/templates/${templateID}/builds/${buildID}`, recipe);
+  assert.equal(start.status, 202, start.text);
+  for (;;) {
+    const st = await api(h, 'GET', `/templates/${templateID}/builds/${buildID}/status`);
+    if (st.json.status === 'ready' || st.json.status === 'error') return st.json;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('ADD unpacks a local tar archive; two templates build at once', opts, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-tpl-add-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'inner'));
+    fs.writeFileSync(path.join(dir, 'inner', 'a.txt'), `inside the archive ${nonce}\n`);
+    execFileSync('tar', ['-cf', path.join(dir, 'pkg.tar'), '-C', path.join(dir, 'inner'), 'a.txt']);
+    execFileSync('tar', ['-czf', path.join(dir, 'up.tgz'), '-C', dir, 'pkg.tar']);
+    const hash = randomBytes(32).toString('hex');
+    const [add, other] = await Promise.all([
+      rawBuild(`it-add-${nonce}`, { fromTemplate: 'base', steps: [
+        { type: 'ADD', args: ['pkg.tar', '/opt/pkg/', '', ''], filesHash: hash },
+        { type: 'COPY', args: ['pkg.tar', '/opt/raw.tar', '', '0600'], filesHash: hash }] }, { [hash]: path.join(dir, 'up.tgz') }),
+      rawBuild(`it-other-${nonce}`, { fromTemplate: 'base', steps: [{ type: 'RUN', args: [`sleep 1; echo ${nonce} > /other`] }] }),
+    ]);
+    assert.equal(add.status, 'ready', JSON.stringify(add.reason));
+    assert.equal(other.status, 'ready', JSON.stringify(other.reason));
+    const sbx = await Sandbox.create(`it-add-${nonce}`);
+    try {
+      const out = await sbx.commands.run('cat /opt/pkg/a.txt; stat -c "%a %U" /opt/raw.tar; tar -tf /opt/raw.tar', { user: 'root' });
+      assert.equal(out.stdout, `inside the archive ${nonce}\n600 root\na.txt\n`);
+    } finally {
+      await sbx.kill();
+    }
+    const sbx2 = await Sandbox.create(`it-other-${nonce}`);
+    try {
+      assert.equal((await sbx2.commands.run('cat /other; test -e /opt/pkg || echo separate')).stdout, `${nonce}\nseparate\n`);
+    } finally {
+      await sbx2.kill();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('aliases, tags, list and delete', opts, async () => {

@@ -22,7 +22,7 @@
 #define ORCHESTR_DISK_POOL 4
 /* A template's ready command: how long a create waits for it, and how often it is run. */
 #define READY_TIMEOUT_MS  120000
-#define READY_INTERVAL_MS 200
+#define READY_INTERVAL_MS 50
 #define READY_RUN_MS	  10000
 
 struct sandbox {

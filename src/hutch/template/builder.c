@@ -2,6 +2,7 @@
 #include "template/builder.h"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <ftw.h>
 #include <limits.h>
 #include <nettle/sha2.h>
@@ -265,8 +266,64 @@ struct prepare {
 	struct build *bd;
 	const char *tmp;     /* the upper_dir: tmp/upper, tmp/work */
 	const char *archive; /* COPY: the uploaded tarball, extracted into upper/.hutch-copy */
+	const char *add_src; /* ADD: the source pattern whose local tar archives are unpacked */
 	char err[600];
 };
+
+/* ADD: regular files matching the source pattern that are tar archives (nftw has no user
+ * data: the caller holds unshift_lock). */
+static const char *add_root, *add_pattern;
+static char **add_found;
+static size_t add_n;
+static int add_match(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag != FTW_F || !S_ISREG(st->st_mode) || strlen(path) <= strlen(add_root) + 1)
+		return 0;
+	const char *rel = path + strlen(add_root) + 1;
+	if (fnmatch(add_pattern, rel, FNM_PATHNAME) != 0)
+		return 0;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || !tar_probe_fd(fd))
+		return 0;
+	char **grown = realloc(add_found, (add_n + 1) * sizeof(char *));
+	if (!grown)
+		return -1;
+	add_found = grown;
+	return (add_found[add_n] = strdup(path)) ? (add_n++, 0) : -1;
+}
+
+/* Replaces each local tar archive ADD names by a directory of its contents, so the copy script
+ * puts them into the destination as Docker's ADD does. */
+static int unpack_add_archives(struct prepare *p, const char *staging, uint32_t uid_base)
+{
+	pthread_mutex_lock(&unshift_lock);
+	add_root = staging;
+	add_pattern = p->add_src;
+	add_found = NULL;
+	add_n = 0;
+	int r = nftw(staging, add_match, 64, FTW_PHYS | FTW_MOUNT);
+	char **found = add_found;
+	size_t n = add_n;
+	pthread_mutex_unlock(&unshift_lock);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		char dir[PATH_MAX + 16];
+		snprintf(dir, sizeof(dir), "%s.hutch-x", found[i]);
+		struct tar_opts opts = { .uid = uid_base, .gid = uid_base };
+		struct tar_error terr = { { 0 } };
+		r = tar_extract_path(found[i], dir, &opts, NULL, &terr);
+		if (r < 0)
+			snprintf(p->err, sizeof(p->err), "ADD %s: %s", found[i] + strlen(staging) + 1,
+				 terr.message[0] ? terr.message : strerror(-r));
+		else if (unlink(found[i]) < 0 || rename(dir, found[i]) < 0 ||
+			 chown(found[i], uid_base, uid_base) < 0)
+			r = -errno;
+	}
+	for (size_t i = 0; i < n; i++)
+		free(found[i]);
+	free(found);
+	return r < 0 ? r : 0;
+}
 
 static int prepare_upper(void *ud, uint32_t uid_base)
 {
@@ -290,7 +347,9 @@ static int prepare_upper(void *ud, uint32_t uid_base)
 			 terr.message[0] ? terr.message : strerror(-r));
 		return r;
 	}
-	return chown(dest, uid_base, uid_base) < 0 ? -errno : 0;
+	if (chown(dest, uid_base, uid_base) < 0)
+		return -errno;
+	return p->add_src ? unpack_add_archives(p, dest, uid_base) : 0;
 }
 
 /* COPY inside the build sandbox, from the extracted upload in /.hutch-copy: Docker's rules (a
@@ -381,6 +440,8 @@ static int run_in_sandbox(struct build *bd, struct build_state *s, const struct 
 			return -ENOENT;
 		}
 		prep.archive = archive;
+		if (streq(st->type_name, "ADD"))
+			prep.add_src = st->args[0];
 	}
 	size_t nl = json_array_size(s->layers);
 	const char **layers = calloc(nl + 1, sizeof(char *));
@@ -991,7 +1052,24 @@ out:
 static void *build_thread(void *arg)
 {
 	struct build *bd = arg;
+	struct builder *b = bd->b;
 	run_build(bd);
+	/* Finished: its status and logs are in the store and the log file from now on, so the
+	 * daemon does not keep every build's log in memory. builder_free joins the threads it
+	 * still finds in the list. */
+	bool unlinked = false;
+	pthread_mutex_lock(&b->lock);
+	for (struct build **pp = &b->list; *pp; pp = &(*pp)->next)
+		if (*pp == bd) {
+			*pp = bd->next;
+			unlinked = true;
+			break;
+		}
+	if (unlinked)
+		pthread_detach(pthread_self());
+	pthread_mutex_unlock(&b->lock);
+	if (unlinked)
+		build_unref(bd); /* the list's */
 	build_unref(bd);
 	return NULL;
 }
@@ -1077,20 +1155,21 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 		build_unref(bd);
 		return r;
 	}
+	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
+		 bd->recipe.n_steps);
+	/* Under the lock: the thread unlinks itself from the list when it ends, which must not
+	 * happen before it is fully started here. */
 	pthread_mutex_lock(&b->lock);
 	bd->next = b->list;
 	b->list = bd;
 	bd->refs++; /* the thread's */
-	pthread_mutex_unlock(&b->lock);
-	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
-		 bd->recipe.n_steps);
 	r = -pthread_create(&bd->thread, NULL, build_thread, bd);
-	if (r < 0) {
+	bd->thread_started = r == 0;
+	if (r < 0)
 		bd->refs--;
+	pthread_mutex_unlock(&b->lock);
+	if (r < 0)
 		fail_build(bd, NULL, "cannot start the build thread");
-		return 0;
-	}
-	bd->thread_started = true;
 	return 0;
 }
 
