@@ -128,6 +128,8 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		return set_str(&c->init_path, v);
 	if (streq(name, "mirror"))
 		return set_str(&c->mirror, v);
+	if (streq(name, "image-dirs"))
+		return set_str(&c->image_dirs, v);
 	if (streq(name, "default-timeout"))
 		return set_uint(&c->default_timeout_s, name, v, 1, 30 * 86400);
 	if (streq(name, "max-timeout"))
@@ -213,6 +215,7 @@ int config_load_env(struct hutch_config *c)
 		"default-disk",	   "pids-max",	  "max-sandboxes", "start-timeout-ms",
 		"max-body",	   "net-subnet",  "net-prefix",	   "net-warm",
 		"uid-base",
+		"image-dirs",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char env[64] = "HUTCH_";
@@ -250,5 +253,6 @@ void config_free(struct hutch_config *c)
 	free(c->init_path);
 	free(c->shim_path);
 	free(c->mirror);
+	free(c->image_dirs);
 	memset(c, 0, sizeof(*c));
 }

@@ -272,6 +272,7 @@ static void test_refs(void)
 	ok(image_ref_debian("docker.io/library/debian:bookworm-slim", &suite, &slim) && slim,
 	   "docker.io/library/debian:bookworm-slim");
 	ok(image_ref_debian("debian", &suite, &slim) && streq(suite, "bookworm"), "debian");
+	ok(image_ref_debian("docker.io/debian:bookworm", &suite, &slim), "docker.io/debian:bookworm");
 	ok(!image_ref_debian("debian:sid", NULL, NULL), "debian:sid is not built here");
 	ok(!image_ref_debian("debianx:12", NULL, NULL), "debianx is not debian");
 	ok(!image_ref_debian("ubuntu:22.04", NULL, NULL), "ubuntu goes to the registry");
@@ -378,15 +379,17 @@ static uint16_t free_port(void)
 	return ntohs(a.sin_port);
 }
 
-static pid_t start_registry(uint16_t port)
+/* A registry storing under ROOT/<name>, with `extra` YAML appended (auth). */
+static pid_t start_registry(uint16_t port, const char *name, const char *extra)
 {
-	char cfg[256], text[600];
-	snprintf(cfg, sizeof(cfg), "%s/registry.yml", root);
+	char cfg[256], text[1200], file[64];
+	snprintf(file, sizeof(file), "%s.yml", name);
+	snprintf(cfg, sizeof(cfg), "%s/%s", root, file);
 	snprintf(text, sizeof(text),
 		 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-		 "    rootdirectory: %s/registry\nhttp:\n  addr: 127.0.0.1:%u\n",
-		 root, port);
-	write_file(root, "registry.yml", text, strlen(text));
+		 "    rootdirectory: %s/%s\nhttp:\n  addr: 127.0.0.1:%u\n%s",
+		 root, name, port, extra);
+	write_file(root, file, text, strlen(text));
 	char *argv[] = { (char *)"docker-registry", (char *)"serve", cfg, NULL };
 	pid_t pid;
 	posix_spawn_file_actions_t fa;
@@ -398,7 +401,7 @@ static pid_t start_registry(uint16_t port)
 	posix_spawn_file_actions_destroy(&fa);
 	char url[128];
 	snprintf(url, sizeof(url),
-		 "for i in $(seq 100); do curl -sf http://127.0.0.1:%u/v2/ >/dev/null && exit 0; "
+		 "for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:%u/v2/ && exit 0; "
 		 "sleep 0.1; done; exit 1",
 		 port);
 	if (system(url) != 0) {
@@ -416,7 +419,7 @@ static void test_registry(void)
 		return;
 	}
 	uint16_t port = free_port();
-	pid_t reg = start_registry(port);
+	pid_t reg = start_registry(port, "registry", "");
 	if (!ok(reg > 0, "docker-registry listens on 127.0.0.1:%u", port))
 		return;
 	char cmd[700], ref[256], cache[128];
@@ -475,39 +478,96 @@ out:
 	waitpid(reg, NULL, 0);
 }
 
+static void check_debian(const struct image_opts *o, const char *ref, const char *same,
+			 bool slim)
+{
+	struct image img;
+	struct image_error err;
+	uint64_t t0 = now_usec();
+	int r = image_fetch(ref, o, &img, &err);
+	if (!is_int(r, 0, "%s", ref))
+		diag("%s", err.message);
+	diag("%s: first fetch took %.1f s", ref, (double)(now_usec() - t0) / 1e6);
+	char p[512];
+	struct stat st;
+	if (img.n_layers == 1) {
+		snprintf(p, sizeof(p), "%s/usr/bin/apt-get", img.layers[0]);
+		ok(stat(p, &st) == 0 && st.st_uid == 0, "%s: apt-get is there, owned by 0", ref);
+		snprintf(p, sizeof(p), "%s/usr/share/man/man1", img.layers[0]);
+		ok(slim ? stat(p, &st) < 0 : stat(p, &st) == 0, "%s: man pages %s", ref,
+		   slim ? "dropped" : "kept");
+		snprintf(p, sizeof(p), "%s/var/lib/apt/lists/lock", img.layers[0]);
+		ok(stat(p, &st) < 0, "%s: no apt lists", ref);
+		ok(json_array_size(json_object_get(img.config, "Cmd")) == 1, "%s: config Cmd", ref);
+	}
+	_cleanup_free_ char *layer = img.n_layers ? strdup(img.layers[0]) : NULL;
+	image_clear(&img);
+	t0 = now_usec();
+	is_int(image_fetch(same, o, &img, &err), 0, "%s is the same image", same);
+	ok(now_usec() - t0 < 1000000, "%s: instant (cached)", same);
+	ok(img.n_layers == 1 && streq(img.layers[0], layer), "%s: same layer", same);
+	image_clear(&img);
+}
+
+static void test_registry_basic_auth(void)
+{
+	if (!have("skopeo") || !have("docker-registry")) {
+		skip("skopeo or docker-registry is not installed (scripts/deps.sh)", "registry auth");
+		return;
+	}
+	/* bcrypt of "s3cret", as htpasswd -B makes it. */
+	static const char htpasswd[] =
+	    "hutch:$2b$12$n11HXwMFUmF2peUHrO1A3.4KyTGq4qovdPwpyDsP/coywCQ37CsLO\n";
+	write_file(root, "htpasswd", htpasswd, strlen(htpasswd));
+	char extra[400], cmd[700], ref[256], cache[128];
+	snprintf(extra, sizeof(extra),
+		 "auth:\n  htpasswd:\n    realm: hutch-test\n    path: %s/htpasswd\n", root);
+	uint16_t port = free_port();
+	pid_t reg = start_registry(port, "registry-auth", extra);
+	if (!ok(reg > 0, "docker-registry with basic auth listens on 127.0.0.1:%u", port))
+		return;
+	snprintf(cmd, sizeof(cmd),
+		 "skopeo --insecure-policy copy -q --dest-tls-verify=false --dest-creds hutch:s3cret "
+		 "oci:%s:v1 docker://127.0.0.1:%u/private/img:v1",
+		 layout, port);
+	if (!is_int(system(cmd), 0, "skopeo pushes with credentials"))
+		goto out;
+	snprintf(ref, sizeof(ref), "127.0.0.1:%u/private/img:v1", port);
+	snprintf(cache, sizeof(cache), "%s/cache-auth", root);
+	struct image img;
+	struct image_error err;
+	struct image_opts o = { .cache_dir = cache };
+	is_int(image_fetch(ref, &o, &img, &err), -EACCES, "anonymous pull refused");
+	ok(strstr(err.message, "wants credentials"), "message: %s", err.message);
+	o.username = "hutch";
+	o.password = "wrong";
+	is_int(image_fetch(ref, &o, &img, &err), -EACCES, "wrong password refused");
+	ok(strstr(err.message, "access denied"), "message: %s", err.message);
+	o.password = "s3cret";
+	int r = image_fetch(ref, &o, &img, &err);
+	if (!is_int(r, 0, "pull with basic credentials"))
+		diag("%s", err.message);
+	check_image(&img, "registry-auth");
+	image_clear(&img);
+out:
+	kill(reg, SIGTERM);
+	waitpid(reg, NULL, 0);
+}
+
 static void test_debian(void)
 {
 	if (!getenv("HUTCH_TEST_DEBIAN") || geteuid() != 0) {
 		skip("set HUTCH_TEST_DEBIAN=1 and run as root to debootstrap (minutes)",
-		     "debian:bookworm-slim");
+		     "debian suites");
 		return;
 	}
+	/* HUTCH_TEST_DEBIAN_CACHE=/var/cache/hutch fills the shared cache for later builds. */
 	const char *cache = getenv("HUTCH_TEST_DEBIAN_CACHE");
 	char tmp[128];
 	snprintf(tmp, sizeof(tmp), "%s/cache-debian", root);
-	struct image img;
-	struct image_error err;
 	struct image_opts o = { .cache_dir = cache ? cache : tmp };
-	uint64_t t0 = now_usec();
-	int r = image_fetch("debian:bookworm-slim", &o, &img, &err);
-	if (!is_int(r, 0, "debian:bookworm-slim"))
-		diag("%s", err.message);
-	diag("first fetch took %.1f s", (double)(now_usec() - t0) / 1e6);
-	char p[512];
-	struct stat st;
-	if (img.n_layers) {
-		snprintf(p, sizeof(p), "%s/usr/bin/apt-get", img.layers[0]);
-		ok(stat(p, &st) == 0, "apt-get is there");
-		snprintf(p, sizeof(p), "%s/usr/share/man/man1", img.layers[0]);
-		ok(stat(p, &st) < 0, "slim: no man pages");
-		snprintf(p, sizeof(p), "%s/etc/apt/sources.list", img.layers[0]);
-		ok(stat(p, &st) == 0, "apt sources written");
-	}
-	image_clear(&img);
-	t0 = now_usec();
-	is_int(image_fetch("debian:12-slim", &o, &img, &err), 0, "debian:12-slim is the same");
-	ok(now_usec() - t0 < 1000000, "second fetch is instant (cached)");
-	image_clear(&img);
+	check_debian(&o, "debian:bookworm", "debian:stable", false);
+	check_debian(&o, "debian:bookworm-slim", "debian:12-slim", true);
 }
 
 int main(void)
@@ -523,6 +583,7 @@ int main(void)
 		test_layout();
 		test_docker_archive();
 		test_registry();
+		test_registry_basic_auth();
 		test_debian();
 	}
 	int fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -24,6 +24,7 @@ static const char *const option_names[] = {
 	"default-cpu",	    "default-memory", "default-disk", "pids-max",	 "max-sandboxes",
 	"start-timeout-ms", "max-body",	      "net-subnet",   "net-prefix",	 "net-warm",
 	"uid-base",
+	"image-dirs",
 };
 
 static void serve_usage(FILE *f)

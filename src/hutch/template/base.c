@@ -416,20 +416,23 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 		return log_error_errno(r, "Failed to open '%s': %m", log_path);
 	}
 
+	/* debootstrap refuses an empty --include=. */
+	bool include = !isempty(rc->include);
 	char *const argv[] = {
 		(char *)debootstrap,
 		variant_arg,
 		(char *)"--components=main",
 		(char *)"--keyring=" BASE_KEYRING,
-		include_arg,
 		cache_arg,
-		(char *)rc->suite,
-		tmp,
-		(char *)mirror,
+		include ? include_arg : (char *)rc->suite,
+		include ? (char *)rc->suite : tmp,
+		include ? tmp : (char *)mirror,
+		include ? (char *)mirror : NULL,
 		NULL,
 	};
 	dprintf(log_fd, "hutch: %s %s --components=main --keyring=%s %s %s %s %s %s\n", debootstrap,
-		variant_arg, BASE_KEYRING, include_arg, cache_arg, rc->suite, tmp, mirror);
+		variant_arg, BASE_KEYRING, cache_arg, include ? include_arg : "", rc->suite, tmp,
+		mirror);
 	r = run_logged(argv, NULL, log_fd);
 	for (size_t i = 0; r == 0 && i < rc->n_run; i++) {
 		char *const sh[] = { (char *)"/bin/sh", (char *)"-ec", (char *)rc->run[i], NULL };

@@ -599,6 +599,26 @@ static const char provision_script[] =
     "  else echo 'cannot create the user `user`: no useradd or adduser' >&2; exit 1; fi\n"
     "fi\n";
 
+/* --image-dirs "A:B" as a NULL-terminated array in one malloc'd block; NULL for none. */
+static char **image_dirs_split(const char *list)
+{
+	if (isempty(list))
+		return NULL;
+	size_t n = 2, len = strlen(list);
+	for (const char *c = list; *c; c++)
+		n += *c == ':';
+	char **v = malloc(n * sizeof(char *) + len + 1);
+	if (!v)
+		return NULL;
+	char *copy = (char *)(v + n), *save = NULL;
+	memcpy(copy, list, len + 1);
+	size_t i = 0;
+	for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save))
+		v[i++] = d;
+	v[i] = NULL;
+	return v;
+}
+
 /* fromImage: the image's layers (tpl-image's image_fetch) and its config as the first state. */
 static int resolve_image(struct build *bd, struct build_state *s, char *err, size_t errlen)
 {
@@ -610,9 +630,11 @@ static int resolve_image(struct build *bd, struct build_state *s, char *err, siz
 			 rtype ? rtype : "");
 		return -EOPNOTSUPP;
 	}
+	_cleanup_free_ char **dirs = image_dirs_split(bd->b->cfg->image_dirs);
 	struct image_opts io = {
 		.cache_dir = bd->b->cfg->cache_dir,
 		.mirror = bd->b->cfg->mirror,
+		.local_dirs = (const char *const *)dirs,
 		.username = json_string_value(json_object_get(reg, "username")),
 		.password = json_string_value(json_object_get(reg, "password")),
 		.log = image_log,
@@ -1030,7 +1052,24 @@ out:
 static void *build_thread(void *arg)
 {
 	struct build *bd = arg;
+	struct builder *b = bd->b;
 	run_build(bd);
+	/* Finished: its status and logs are in the store and the log file from now on, so the
+	 * daemon does not keep every build's log in memory. builder_free joins the threads it
+	 * still finds in the list. */
+	bool unlinked = false;
+	pthread_mutex_lock(&b->lock);
+	for (struct build **pp = &b->list; *pp; pp = &(*pp)->next)
+		if (*pp == bd) {
+			*pp = bd->next;
+			unlinked = true;
+			break;
+		}
+	if (unlinked)
+		pthread_detach(pthread_self());
+	pthread_mutex_unlock(&b->lock);
+	if (unlinked)
+		build_unref(bd); /* the list's */
 	build_unref(bd);
 	return NULL;
 }
@@ -1116,20 +1155,21 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 		build_unref(bd);
 		return r;
 	}
+	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
+		 bd->recipe.n_steps);
+	/* Under the lock: the thread unlinks itself from the list when it ends, which must not
+	 * happen before it is fully started here. */
 	pthread_mutex_lock(&b->lock);
 	bd->next = b->list;
 	b->list = bd;
 	bd->refs++; /* the thread's */
-	pthread_mutex_unlock(&b->lock);
-	log_info("Template build %s of %s started (%zu steps)", bd->id, bd->name,
-		 bd->recipe.n_steps);
 	r = -pthread_create(&bd->thread, NULL, build_thread, bd);
-	if (r < 0) {
+	bd->thread_started = r == 0;
+	if (r < 0)
 		bd->refs--;
+	pthread_mutex_unlock(&b->lock);
+	if (r < 0)
 		fail_build(bd, NULL, "cannot start the build thread");
-		return 0;
-	}
-	bd->thread_started = true;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include "image.h"
 #include "registry.h"
 #include "tar.h"
@@ -92,8 +93,8 @@ static const struct {
 
 bool image_ref_debian(const char *ref, const char **suite, bool *slim)
 {
-	static const char *const prefixes[] = { "docker.io/library/debian", "library/debian",
-						"debian" };
+	static const char *const prefixes[] = { "docker.io/library/debian", "docker.io/debian",
+						"library/debian", "debian" };
 	const char *rest = NULL;
 	for (size_t i = 0; i < ELEMENTSOF(prefixes) && !rest; i++)
 		if (startswith(ref, prefixes[i]))
@@ -157,6 +158,26 @@ static int debian_name(const char *suite, bool slim, char *out, size_t size)
 			slim ? "-slim" : "", DEBIAN_RECIPE_V, d[0], d[1], d[2], d[3], d[4], d[5]);
 }
 
+/* The last non-hutch line of a build log: debootstrap's own complaint. */
+static void log_tail_line(const char *path, char *out, size_t size)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[4096];
+	if (fd < 0)
+		return;
+	off_t end = lseek(fd, 0, SEEK_END);
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1
+							 ? end - (off_t)sizeof(buf) + 1
+							 : 0);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (!startswith(line, "hutch: ") && !startswith(line, "----"))
+			snprintf(out, size, "%s", line);
+}
+
 static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 {
 	char name[96];
@@ -184,11 +205,13 @@ static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 		 slim ? ", slim" : "", name);
 	char *layer = NULL;
 	int r = template_rootfs_ensure(&cfg, &rc, &layer);
-	if (r < 0)
-		return image_fail(f->err, r,
-				  "debootstrap of Debian %s failed (%s); its log is in "
-				  "%s/templates/%s.log",
-				  suite, strerror(-r), f->cache, name);
+	if (r < 0) {
+		char path[512], tail[256] = "";
+		snprintf(path, sizeof(path), "%s/templates/%s.log", f->cache, name);
+		log_tail_line(path, tail, sizeof(tail));
+		return image_fail(f->err, r, "debootstrap of Debian %s failed (%s): %s (log: %s)",
+				  suite, strerror(-r), tail, path);
+	}
 	snprintf(f->img->id, sizeof(f->img->id), "%s", name);
 	f->img->config = json_pack(
 	    "{s:[s],s:[s]}", "Env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -657,6 +680,30 @@ out:
 
 /* ---- Entry ------------------------------------------------------------------------------ */
 
+/* Removes what interrupted extractions left (".tmp-*" untouched for a day: no live extraction
+ * is that slow). */
+static void remove_stale(const char *layer_dir)
+{
+	_cleanup_close_ int dfd = open(layer_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = dfd >= 0 ? dup(dfd) : -1;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	_cleanup_closedir_ DIR *dir = d;
+	time_t now = time(NULL);
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		struct stat st;
+		if (startswith(de->d_name, ".tmp-") &&
+		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_mtime + 86400 < now)
+			tar_remove_tree_at(dfd, de->d_name);
+	}
+}
+
 int image_fetch(const char *ref, const struct image_opts *opts, struct image *out,
 		struct image_error *err)
 {
@@ -683,6 +730,7 @@ int image_fetch(const char *ref, const struct image_opts *opts, struct image *ou
 		return image_fail(err, -errno, "cannot resolve %s: %s", cache, strerror(errno));
 	f.cache = cache_abs;
 	f.layer_dir = layers_abs;
+	remove_stale(layers_abs);
 
 	const char *suite;
 	bool slim;

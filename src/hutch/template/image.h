@@ -5,7 +5,7 @@
  *   debian[:TAG]                 TAG = bookworm | stable | latest | 12 | bullseye | 11 | trixie |
  *                                13, optionally with -slim: debootstrap (minbase) from the
  *                                machine's Debian mirror, one layer, cached by suite + variant
- *                                (also docker.io/library/debian:TAG and library/debian:TAG)
+ *                                (also docker.io/[library/]debian:TAG, library/debian:TAG)
  *   oci:/DIR[:REF]               an OCI image layout on disk; REF picks the manifest annotated
  *                                org.opencontainers.image.ref.name=REF (else linux/<arch>, or
  *                                the only one)

@@ -101,7 +101,7 @@ int registry_ref_parse(const char *ref, struct registry_ref *out, struct image_e
 		if (!host_ok(buf))
 			return image_fail(err, -EINVAL, "image reference '%s': bad registry host",
 					  ref);
-		snprintf(out->host, sizeof(out->host), "%s", buf);
+		memcpy(out->host, buf, strlen(buf) + 1); /* host_ok: at most 253 bytes */
 		rest = slash + 1;
 	}
 	char *colon = strrchr(rest, ':');
@@ -113,7 +113,7 @@ int registry_ref_parse(const char *ref, struct registry_ref *out, struct image_e
 			n ||
 		    colon[0] == '.' || colon[0] == '-')
 			return image_fail(err, -EINVAL, "image reference '%s': bad tag", ref);
-		snprintf(out->tag, sizeof(out->tag), "%s", colon);
+		memcpy(out->tag, colon, n + 1);
 	}
 	if (!name_chars_ok(rest, "._/-") || rest[0] == '/' || strstr(rest, "//") ||
 	    strstr(rest, "..") || rest[strlen(rest) - 1] == '/' || strlen(rest) > 200)
@@ -124,12 +124,13 @@ int registry_ref_parse(const char *ref, struct registry_ref *out, struct image_e
 	if (!out->host[0] || streq(out->host, "docker.io") || streq(out->host, "index.docker.io")) {
 		snprintf(out->host, sizeof(out->host), "%s", REGISTRY_DEFAULT_HOST);
 		if (!strchr(rest, '/')) {
-			snprintf(out->name, sizeof(out->name), "library/%s", rest);
+			memcpy(out->name, "library/", 8);
+			memcpy(out->name + 8, rest, strlen(rest) + 1); /* at most 200 bytes */
 			rest = NULL;
 		}
 	}
 	if (rest)
-		snprintf(out->name, sizeof(out->name), "%s", rest);
+		memcpy(out->name, rest, strlen(rest) + 1);
 	if (!out->tag[0] && !out->digest[0])
 		snprintf(out->tag, sizeof(out->tag), "latest");
 	return 0;
