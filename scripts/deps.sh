@@ -13,6 +13,7 @@ packages=(
 	debootstrap debian-archive-keyring gpgv
 	libseccomp-dev busybox-static e2fsprogs
 	sqlite3
+	libarchive-dev skopeo docker-registry
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
@@ -28,6 +29,10 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	$sudo apt-get update -qq
 	$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# The package starts a registry on :5000 for everyone; the tests run their own on loopback.
+	if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+		$sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+	fi
 fi
 
 # The official SDK for the integration tests and benchmarks, pinned by the lock file.

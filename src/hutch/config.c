@@ -132,6 +132,8 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		return set_str(&c->init_path, v);
 	if (streq(name, "mirror"))
 		return set_str(&c->mirror, v);
+	if (streq(name, "image-dirs"))
+		return set_str(&c->image_dirs, v);
 	if (streq(name, "default-timeout"))
 		return set_uint(&c->default_timeout_s, name, v, 1, 30 * 86400);
 	if (streq(name, "max-timeout"))
@@ -244,6 +246,7 @@ int config_load_env(struct hutch_config *c)
 		"sandbox-idle-timeout",
 		"conns-per-ip",
 		"warm-sandboxes",
+		"image-dirs",
 	};
 	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
 		char env[64] = "HUTCH_";
@@ -281,5 +284,6 @@ void config_free(struct hutch_config *c)
 	free(c->init_path);
 	free(c->shim_path);
 	free(c->mirror);
+	free(c->image_dirs);
 	memset(c, 0, sizeof(*c));
 }

@@ -18,6 +18,7 @@ struct hutch_config {
 	char *init_path;   /* default: <dir of hutch>/src/sandbox-tools/hutch-init */
 	char *shim_path;   /* <dir of hutch>/hutch-shim if present; NULL: `hutch shim` */
 	char *mirror;	   /* Debian mirror for the base template; NULL: apt sources */
+	char *image_dirs;  /* ':'-separated dirs FROM oci:/docker-archive: may read; NULL: none */
 
 	unsigned default_timeout_s;
 	unsigned max_timeout_s;

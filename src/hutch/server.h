@@ -9,6 +9,7 @@ struct hutch_server {
 	struct hutch_config *cfg;
 	struct store *store;
 	struct orchestr *orchestr;
+	struct builder *builder; /* template builds */
 	struct netpool *netpool;
 	struct http_server *api;
 	struct frontdoor *frontdoor;

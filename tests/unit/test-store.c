@@ -83,7 +83,7 @@ static void test_open(void)
 	const char *dir = data_dir("open");
 
 	is_int(store_open(dir, &s), 0, "store_open creates the data dir and database");
-	is_int(store_schema_version(s), 1, "schema version after migrations");
+	is_int(store_schema_version(s), 2, "schema version after migrations");
 	s = store_close(s);
 	ok(s == NULL, "store_close returns NULL");
 	ok(stat("/tmp", &stt) == 0, "stat");
@@ -91,10 +91,10 @@ static void test_open(void)
 	snprintf(path, sizeof(path), "%s/hutch.db", dir);
 	ok(stat(path, &stt) == 0 && (stt.st_mode & 0777) == 0600, "hutch.db has mode 0600");
 	check_raw(dir, "PRAGMA journal_mode", "wal", "journal mode is WAL");
-	check_raw(dir, "PRAGMA user_version", "1", "user_version records the migration");
+	check_raw(dir, "PRAGMA user_version", "2", "user_version records the migrations");
 
 	is_int(store_open(dir, &s), 0, "reopen");
-	is_int(store_schema_version(s), 1, "reopen applies nothing twice");
+	is_int(store_schema_version(s), 2, "reopen applies nothing twice");
 	s = store_close(s);
 
 	/* A database from a newer Hutch is refused and left alone. */
@@ -243,6 +243,73 @@ static void test_templates(struct store *s)
 	is_int(store_template_get(s, NULL, &got), -EINVAL, "get NULL: -EINVAL");
 	template_rec_clear(NULL);
 	json_decref(t.layers);
+}
+
+static void test_builds(struct store *s)
+{
+	struct template_rec t = { 0 }, got = { 0 };
+	snprintf(t.id, sizeof(t.id), "tplbuilds");
+	snprintf(t.alias, sizeof(t.alias), "my-app");
+	snprintf(t.status, sizeof(t.status), "building");
+	t.config = json_pack("{s:s, s:{s:s}}", "user", "root", "envVars", "A", "1");
+	is_int(store_template_put(s, &t), 0, "template with config");
+	is_int(store_template_get(s, "my-app", &got), 0, "get it");
+	ok(json_equal(got.config, t.config), "config round-trips");
+	template_rec_clear(&got);
+
+	struct build_rec b = { .data = json_pack("{s:[s]}", "layers", "/l/1") }, bg = { 0 };
+	snprintf(b.id, sizeof(b.id), "build-1");
+	snprintf(b.template_id, sizeof(b.template_id), "tplbuilds");
+	snprintf(b.status, sizeof(b.status), "building");
+	is_int(store_build_put(s, &b), 0, "build put");
+	snprintf(b.template_id, sizeof(b.template_id), "nosuch");
+	snprintf(b.id, sizeof(b.id), "build-x");
+	ok(store_build_put(s, &b) < 0, "a build of an unknown template is refused");
+	snprintf(b.template_id, sizeof(b.template_id), "tplbuilds");
+	snprintf(b.id, sizeof(b.id), "build-2");
+	snprintf(b.status, sizeof(b.status), "ready");
+	is_int(store_build_put(s, &b), 0, "second build");
+	snprintf(b.status, sizeof(b.status), "done");
+	ok(store_build_put(s, &b) < 0, "an unknown status is refused");
+	is_int(store_build_get(s, "build-1", &bg), 0, "build get");
+	ok(streq(bg.status, "building") && json_equal(bg.data, b.data) && bg.created_ms > 0,
+	   "build fields round-trip");
+	build_rec_clear(&bg);
+	is_int(store_build_fail_unfinished(s, "daemon restarted"), 1, "one unfinished build failed");
+	is_int(store_build_get(s, "build-1", &bg), 0, "get it again");
+	ok(streq(bg.status, "error") && bg.finished_ms > 0 &&
+	       streq(json_string_value(json_object_get(json_object_get(bg.data, "reason"),
+						       "message")),
+		     "daemon restarted"),
+	   "marked error with the reason");
+	build_rec_clear(&bg);
+	struct build_rec *bl = NULL;
+	size_t n = 0;
+	is_int(store_build_list(s, "tplbuilds", &bl, &n), 0, "build list");
+	ok(n == 2 && streq(bl[0].id, "build-1") && streq(bl[1].id, "build-2"), "oldest first");
+	for (size_t i = 0; i < n; i++)
+		build_rec_clear(&bl[i]);
+	free(bl);
+
+	char bid[40];
+	is_int(store_tag_put(s, "tplbuilds", "v1", "build-1"), 0, "tag put");
+	is_int(store_tag_put(s, "tplbuilds", "v1", "build-2"), 0, "tag moved");
+	is_int(store_tag_get(s, "tplbuilds", "v1", bid), 0, "tag get");
+	is_str(bid, "build-2", "the tag points at the newer build");
+	is_int(store_tag_put(s, "tplbuilds", "latest", "build-1"), 0, "second tag");
+	struct tag_rec *tl = NULL;
+	is_int(store_tag_list(s, "tplbuilds", &tl, &n), 0, "tag list");
+	is_int(n, 2, "two tags");
+	free(tl);
+	is_int(store_tag_delete(s, "tplbuilds", "v1"), 0, "tag delete");
+	is_int(store_tag_get(s, "tplbuilds", "v1", bid), -ENOENT, "deleted tag is gone");
+	is_int(store_tag_delete(s, "tplbuilds", "v1"), -ENOENT, "delete twice: -ENOENT");
+
+	is_int(store_template_delete(s, "my-app"), 0, "template delete");
+	is_int(store_build_get(s, "build-2", &bg), -ENOENT, "its builds went with it");
+	is_int(store_tag_get(s, "tplbuilds", "latest", bid), -ENOENT, "and its tags");
+	json_decref(b.data);
+	json_decref(t.config);
 }
 
 static void test_sandboxes(struct store *s, const char *dir)
@@ -742,6 +809,7 @@ int main(void)
 	}
 	test_keys(s, dir);
 	test_templates(s);
+	test_builds(s);
 	test_sandboxes(s, dir);
 	test_list(s);
 	test_secrets(&s, dir);

@@ -30,6 +30,18 @@ static const struct api_route routes[] = {
 	{ "GET", "/sandboxes/{id}/metrics", api_sandbox_metrics, false },
 	{ "GET", "/sandboxes/{id}/logs", api_sandbox_logs_v1, false },
 	{ "GET", "/v2/sandboxes/{id}/logs", api_sandbox_logs_v2, false },
+	{ "POST", "/v3/templates", api_template_request_build, true },
+	{ "GET", "/templates", api_template_list, false },
+	{ "POST", "/templates/tags", api_template_tags_assign, true },
+	{ "DELETE", "/templates/tags", api_template_tags_delete, true },
+	{ "GET", "/templates/aliases/{id}", api_template_alias, false },
+	{ "GET", "/templates/{id}", api_template_get, false },
+	{ "DELETE", "/templates/{id}", api_template_delete, false },
+	{ "GET", "/templates/{id}/tags", api_template_tags_list, false },
+	{ "GET", "/templates/{id}/files/{id2}", api_template_files, false },
+	{ "POST", "/v2/templates/{id}/builds/{id2}", api_template_build_start, true },
+	{ "GET", "/templates/{id}/builds/{id2}/status", api_template_build_status, false },
+	{ "GET", "/templates/{id}/builds/{id2}/logs", api_template_build_logs, false },
 };
 
 int api_error(struct http_req *req, unsigned status, const char *fmt, ...)
@@ -70,10 +82,21 @@ int url_unescape(char *s, bool plus_is_space)
 	return 0;
 }
 
-/* Matches path against pattern; copies the {id} segment into id. */
-static bool match(const char *pattern, const char *path, char *id, size_t id_size)
+/* Matches path against pattern; copies the {id} and {id2} segments into id and id2. */
+static bool match(const char *pattern, const char *path, char *id, size_t id_size, char *id2,
+		  size_t id2_size)
 {
 	while (*pattern && *path) {
+		if (startswith(pattern, "{id2}")) {
+			size_t n = strcspn(path, "/");
+			if (n == 0 || n >= id2_size)
+				return false;
+			memcpy(id2, path, n);
+			id2[n] = 0;
+			path += n;
+			pattern += 5;
+			continue;
+		}
 		if (startswith(pattern, "{id}")) {
 			size_t n = strcspn(path, "/");
 			if (n == 0 || n >= id_size)
@@ -161,10 +184,12 @@ const struct http_route *api_router(struct http_req *req)
 	if (streq(req->path, "/health") &&
 	    (streq(req->method, "GET") || streq(req->method, "HEAD")))
 		return &health_route;
+	if (startswith(req->path, "/upload/files/"))
+		return api_upload_router(req);
 	bool path_known = false;
-	char id[64] = "";
+	char id[64] = "", id2[128] = "";
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
-		if (!match(routes[i].pattern, req->path, id, sizeof(id)))
+		if (!match(routes[i].pattern, req->path, id, sizeof(id), id2, sizeof(id2)))
 			continue;
 		path_known = true;
 		if (!streq(routes[i].method, req->method))
@@ -174,6 +199,7 @@ const struct http_route *api_router(struct http_req *req)
 			return NULL;
 		st->route = &routes[i];
 		snprintf(st->ar.id, sizeof(st->ar.id), "%s", id);
+		snprintf(st->ar.id2, sizeof(st->ar.id2), "%s", id2);
 		req->state = st;
 		return &api_http_route;
 	}

@@ -12,6 +12,7 @@ struct api_req {
 	struct hutch_server *srv;
 	struct api_key key; /* the authenticated key */
 	char id[64];	    /* the {id} path segment, if any */
+	char id2[128];	    /* the {id2} path segment, if any */
 	json_t *body;	    /* parsed JSON body (object), NULL when none */
 };
 /* {"code": status, "message": ...} with that status. */
@@ -46,6 +47,21 @@ int api_sandbox_connect(struct http_req *req, struct api_req *ar);
 int api_sandbox_timeout(struct http_req *req, struct api_req *ar);
 int api_sandbox_refresh(struct http_req *req, struct api_req *ar);
 int api_sandbox_pause(struct http_req *req, struct api_req *ar);
+/* templates.c */
+int api_template_request_build(struct http_req *req, struct api_req *ar);
+int api_template_files(struct http_req *req, struct api_req *ar);
+int api_template_build_start(struct http_req *req, struct api_req *ar);
+int api_template_build_status(struct http_req *req, struct api_req *ar);
+int api_template_build_logs(struct http_req *req, struct api_req *ar);
+int api_template_alias(struct http_req *req, struct api_req *ar);
+int api_template_list(struct http_req *req, struct api_req *ar);
+int api_template_get(struct http_req *req, struct api_req *ar);
+int api_template_delete(struct http_req *req, struct api_req *ar);
+int api_template_tags_assign(struct http_req *req, struct api_req *ar);
+int api_template_tags_delete(struct http_req *req, struct api_req *ar);
+int api_template_tags_list(struct http_req *req, struct api_req *ar);
+/* PUT /upload/files/{hash}: signed COPY uploads, no API key (the SDK sends none there). */
+const struct http_route *api_upload_router(struct http_req *req);
 /* metrics.c */
 int api_sandbox_metrics(struct http_req *req, struct api_req *ar);
 int api_sandboxes_metrics(struct http_req *req, struct api_req *ar);

@@ -1,8 +1,10 @@
 /* `hutch serve`: the whole control plane on one machine. */
 #include <ctype.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -18,6 +20,7 @@
 #include "frontdoor/frontdoor.h"
 #include "net/netpool.h"
 #include "orchestr/warmpool.h"
+#include "template/builder.h"
 #include "template/template.h"
 
 static const char *const option_names[] = {
@@ -46,6 +49,7 @@ static const char *const option_names[] = {
 	"sandbox-idle-timeout",
 	"conns-per-ip",
 	"warm-sandboxes",
+	"image-dirs",
 };
 
 static void serve_usage(FILE *f)
@@ -255,6 +259,51 @@ static int parse_args(int argc, char **argv, struct hutch_config *cfg, enum log_
 	return config_finish(cfg);
 }
 
+/* The addresses of the Debian mirror template builds use (apt inside a build sandbox), as /32s
+ * exempt from the sandbox firewall's reserved ranges: a mirror on a private or test network
+ * stays reachable. NULL-terminated, malloc'd; NULL when there is none. */
+static char **mirror_cidrs(const struct hutch_config *cfg)
+{
+	_cleanup_free_ char *uri = NULL;
+	if (cfg->mirror)
+		uri = strdup(cfg->mirror);
+	else if (template_apt_mirror(NULL, "bookworm", &uri) < 0)
+		return NULL;
+	const char *p = uri ? strstr(uri, "://") : NULL;
+	if (!p)
+		return NULL;
+	p += 3;
+	char host[256];
+	size_t n = strcspn(p, ":/");
+	if (n == 0 || n >= sizeof(host))
+		return NULL;
+	memcpy(host, p, n);
+	host[n] = 0;
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return NULL;
+	size_t count = 0;
+	for (struct addrinfo *a = res; a; a = a->ai_next)
+		count++;
+	char **out = calloc(count + 1, sizeof(char *));
+	size_t k = 0;
+	for (struct addrinfo *a = res; out && a; a = a->ai_next) {
+		char ip[INET_ADDRSTRLEN];
+		inet_ntop(AF_INET, &((struct sockaddr_in *)a->ai_addr)->sin_addr, ip, sizeof(ip));
+		if (asprintf(&out[k], "%s/32", ip) >= 0)
+			k++;
+	}
+	freeaddrinfo(res);
+	return out;
+}
+
+static void strv_free(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	struct hutch_config cfg;
@@ -304,6 +353,7 @@ int cmd_serve(int argc, char **argv)
 
 	struct hutch_server srv = { .cfg = &cfg };
 	char *base_layer = NULL;
+	char **mirror_exempt = NULL;
 	int rc = 1;
 	r = store_open(cfg.data_dir, &srv.store);
 	if (r < 0) {
@@ -320,7 +370,9 @@ int cmd_serve(int argc, char **argv)
 	}
 	char net_dir[4096];
 	snprintf(net_dir, sizeof(net_dir), "%s/net", cfg.data_dir);
+	mirror_exempt = mirror_cidrs(&cfg);
 	struct netpool_config nc = {
+		.allowed_cidrs = (const char *const *)mirror_exempt,
 		.state_dir = net_dir,
 		.prefix = cfg.net_prefix,
 		.subnet = cfg.net_subnet,
@@ -340,6 +392,11 @@ int cmd_serve(int argc, char **argv)
 	r = orchestr_register_template(srv.orchestr, "base", base_layer);
 	if (r < 0) {
 		log_error_errno(r, "Failed to register the base template: %m");
+		goto out;
+	}
+	r = builder_new(&cfg, srv.store, srv.orchestr, &srv.builder);
+	if (r < 0) {
+		log_error_errno(r, "Failed to start the template builder: %m");
 		goto out;
 	}
 	r = frontdoor_start(&srv, &srv.frontdoor);
@@ -374,10 +431,12 @@ out:
 	/* Entry points first (their open relays end at once), then the sandboxes. */
 	srv.api = http_server_stop(srv.api);
 	srv.frontdoor = frontdoor_stop(srv.frontdoor);
+	srv.builder = builder_free(srv.builder); /* kills its build sandboxes */
 	srv.orchestr = orchestr_free(srv.orchestr, true);
 	srv.netpool = netpool_free(srv.netpool);
 	srv.store = store_close(srv.store);
 	free(base_layer);
+	strv_free(mirror_exempt);
 	config_free(&cfg);
 	close(lock_fds[1]);
 	close(lock_fds[0]);

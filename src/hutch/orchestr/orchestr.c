@@ -22,8 +22,10 @@
 #define EVICT_INTERVAL_MS 200
 /* Upper-layer disks the jail keeps made ahead: back-to-back creates each take one. */
 #define ORCHESTR_DISK_POOL 4
-/* Where envd listens inside every sandbox (runtime.h). */
-#define SANDBOX_ENVD_PORT 49983
+/* A template's ready command: how long a create waits for it, and how often it is run. */
+#define READY_TIMEOUT_MS  120000
+#define READY_INTERVAL_MS 50
+#define READY_RUN_MS	  10000
 
 struct sandbox {
 	int refs;
@@ -114,6 +116,14 @@ void sandbox_unref(struct sandbox *s)
 const char *sandbox_id(const struct sandbox *s)
 {
 	return s->id;
+}
+
+void sandbox_envd_token(struct orchestr *o, const struct sandbox *s, char out[65])
+{
+	if (s->pool_token[0])
+		snprintf(out, 65, "%s", s->pool_token);
+	else
+		orchestr_envd_token(o, s->id, out);
 }
 
 int sandbox_connect(struct sandbox *s, uint16_t port)
@@ -343,21 +353,29 @@ static void *evictor_main(void *arg)
 
 /* ---- create ---- */
 
-/* envd's settings for s (the /init fields, PROTOCOL §4): token, the request's environment plus
- * E2B's own variables, the base template's default user; with a timestamp for a live /init. */
-static json_t *envd_settings(const struct sandbox *s, const char *token, const json_t *env_vars,
-			     bool timestamp)
+/* envd's settings for s (the /init fields, PROTOCOL §4): token; the template's environment, the
+ * request's and E2B's own variables; the template's default user and workdir; with a timestamp
+ * for a live /init. */
+static json_t *envd_settings(const struct sandbox *s, const char *token, const json_t *config,
+			     const json_t *env_vars, bool timestamp)
 {
 	json_t *env = json_object();
 	if (!env)
 		return NULL;
+	json_t *tenv = json_object_get(config, "envVars");
+	if (json_is_object(tenv))
+		json_object_update(env, tenv);
 	if (env_vars)
 		json_object_update(env, (json_t *)env_vars);
 	json_object_set_new(env, "E2B_SANDBOX", json_string("true"));
 	json_object_set_new(env, "E2B_SANDBOX_ID", json_string(s->id));
 	json_object_set_new(env, "E2B_TEMPLATE_ID", json_string(s->template_id));
+	const char *user = json_string_value(json_object_get(config, "user"));
+	const char *workdir = json_string_value(json_object_get(config, "workdir"));
 	json_t *j = json_pack("{s:s, s:o, s:s}", "accessToken", token, "envVars", env,
-			      "defaultUser", "user");
+			      "defaultUser", isempty(user) ? "user" : user);
+	if (j && !isempty(workdir))
+		json_object_set_new(j, "defaultWorkdir", json_string(workdir));
 	if (j && timestamp) {
 		char ts[64];
 		uint64_t us = now_realtime_usec();
@@ -380,9 +398,10 @@ static int seterr(struct api_error *err, unsigned status, const char *fmt, ...)
 	return -EPROTO;
 }
 
-/* Starts s's runtime with envd configured by ec_text (JSON of envd_settings). */
+/* Starts s's runtime with envd configured by ec_text (JSON of envd_settings); upper_dir: a
+ * template build's plain upper directory (NULL: a size-limited disk). */
 static int start_runtime(struct orchestr *o, struct sandbox *s, const struct template_rec *t,
-			 const char *ec_text, struct api_error *err)
+			 const char *upper_dir, const char *ec_text, struct api_error *err)
 {
 	size_t nl = json_array_size(t->layers);
 	const char **layers = calloc(nl + 1, sizeof(*layers));
@@ -403,7 +422,8 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		.uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT,
 		.cpu_count = t->cpu_count ? t->cpu_count : o->cfg->default_cpu,
 		.memory_mb = t->memory_mb ? t->memory_mb : o->cfg->default_memory_mb,
-		.disk_mb = t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.disk_mb = upper_dir ? 0 : t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.upper_dir = upper_dir,
 		.pids_max = o->cfg->pids_max,
 		.hostname = s->id,
 		.envd_bundle = o->cfg->envd_bundle,
@@ -416,7 +436,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		 * stays off; seccomp and the capability bounding set still apply. */
 		.allow_setuid = true,
 		.cgroup_parent = cgroup_parent,
-		.disk_pool = ORCHESTR_DISK_POOL,
+		.disk_pool = upper_dir ? 0 : ORCHESTR_DISK_POOL,
 	};
 	int r = o->rt->start(&spec, &s->rs);
 	free(layers);
@@ -425,6 +445,96 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		return seterr(err, 500, "failed to start the sandbox: %s", strerror(-r));
 	}
 	return 0;
+}
+
+/* The template a create names: an id, a name (its newest ready build) or name:tag; or, for a
+ * build's sandbox, the layers it gives. */
+static int resolve_template(struct orchestr *o, const struct create_request *req,
+			    struct template_rec *t, struct api_error *err)
+{
+	if (req->layers) {
+		snprintf(t->id, sizeof(t->id), "%s", req->template_id);
+		t->layers = json_array();
+		for (const char *const *l = req->layers; t->layers && *l; l++)
+			json_array_append_new(t->layers, json_string(*l));
+		t->config = json_deep_copy(req->config ? req->config : json_object());
+		return t->layers && t->config ? 0 : seterr(err, 500, "out of memory");
+	}
+	char name[192];
+	snprintf(name, sizeof(name), "%s", req->template_id);
+	char *colon = strchr(name, ':');
+	const char *tag = NULL;
+	if (colon) {
+		*colon = 0;
+		tag = colon + 1;
+	}
+	if (store_template_get(o->st, name, t) < 0)
+		return seterr(err, 404, "template '%s' not found", req->template_id);
+	if (tag) {
+		char build_id[40];
+		struct build_rec b = { 0 };
+		if (store_tag_get(o->st, t->id, tag, build_id) < 0 ||
+		    store_build_get(o->st, build_id, &b) < 0)
+			return seterr(err, 404, "template '%s' has no tag '%s'", name, tag);
+		json_t *layers = json_object_get(b.data, "layers");
+		json_t *config = json_object_get(b.data, "config");
+		if (streq(b.status, "ready") && json_is_array(layers) && json_is_object(config)) {
+			json_decref(t->layers);
+			json_decref(t->config);
+			t->layers = json_incref(layers);
+			t->config = json_incref(config);
+		} else {
+			json_decref(t->layers);
+			t->layers = json_array();
+		}
+		build_rec_clear(&b);
+	}
+	if (json_array_size(t->layers) == 0)
+		return seterr(err, 400, "template '%s' has no ready build (status: %s)",
+			      req->template_id, t->status[0] ? t->status : "none");
+	return 0;
+}
+
+/* A template's start command, started in the background, then its ready command polled. */
+static int run_start_cmd(struct orchestr *o, struct sandbox *s, const json_t *config,
+			 struct api_error *err)
+{
+	const char *start = json_string_value(json_object_get(config, "startCmd"));
+	const char *ready = json_string_value(json_object_get(config, "readyCmd"));
+	const char *user = json_string_value(json_object_get(config, "user"));
+	const char *workdir = json_string_value(json_object_get(config, "workdir"));
+	char msg[512] = "";
+	int code = 0;
+	if (isempty(user))
+		user = "user";
+	if (!isempty(start)) {
+		struct exec_opts so = { .cmd = start, .user = user, .cwd = workdir,
+					.tag = "start", .background = true };
+		int r = sandbox_exec(o, s, &so, &code, msg, sizeof(msg));
+		if (r < 0)
+			return seterr(err, 500, "the template's start command did not start: %s", msg);
+	}
+	if (isempty(ready))
+		return 0;
+	uint64_t deadline = now_usec() + READY_TIMEOUT_MS * 1000ull;
+	for (;;) {
+		struct exec_opts ro = { .cmd = ready, .user = user, .cwd = workdir,
+					.timeout_ms = READY_RUN_MS };
+		int r = sandbox_exec(o, s, &ro, &code, msg, sizeof(msg));
+		if (r == 0 && code == 0)
+			return 0;
+		if (now_usec() > deadline)
+			return seterr(err, 500,
+				      "the template's ready command did not succeed within %u s "
+				      "(last exit code %d%s%s)",
+				      READY_TIMEOUT_MS / 1000, code, msg[0] ? ": " : "", msg);
+		pthread_mutex_lock(&s->lock);
+		bool killed = s->kill_requested;
+		pthread_mutex_unlock(&s->lock);
+		if (killed)
+			return seterr(err, 409, "the sandbox was killed while it started");
+		usleep(READY_INTERVAL_MS * 1000);
+	}
 }
 
 static struct sandbox *sandbox_new(struct orchestr *o, const struct template_rec *t)
@@ -540,12 +650,16 @@ static int warm_start(void *ctx, const struct template_rec *t, void **member)
 	explicit_bzero(rnd, sizeof(rnd));
 	int r = sandbox_prepare(o, s, false, &err);
 	if (r >= 0) {
-		json_t *ec = envd_settings(s, s->pool_token, NULL, false);
+		json_t *ec = envd_settings(s, s->pool_token, t->config, NULL, false);
 		char *text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
 		json_decref(ec);
-		r = text ? start_runtime(o, s, t, text, &err) : -ENOMEM;
+		r = text ? start_runtime(o, s, t, NULL, text, &err) : -ENOMEM;
 		free(text);
 	}
+	/* The template's start command runs before a create takes the sandbox, as in E2B (where it
+	 * ran before the snapshot): without the create's variables, ready when handed out. */
+	if (r >= 0)
+		r = run_start_cmd(o, s, t->config, &err);
 	if (r < 0) {
 		if (r == -EPROTO)
 			log_debug("Warm sandbox not started: %s", err.message);
@@ -587,12 +701,12 @@ static int assign(struct orchestr *o, struct sandbox *s, const struct template_r
 	json_t *public_traffic =
 	    json_object_get(json_object_get(req->extra, "network"), "allowPublicTraffic");
 	s->private_traffic = json_is_false(public_traffic);
-	json_t *init = envd_settings(s, s->envd_token, req->env_vars, true);
+	json_t *init = envd_settings(s, s->envd_token, t->config, req->env_vars, true);
 	char *body = init ? json_dumps(init, JSON_COMPACT) : NULL;
 	json_decref(init);
 	if (!body)
 		return seterr(err, 500, "out of memory");
-	r = envd_init_post(s->slot->netns_fd, SANDBOX_ENVD_PORT, s->pool_token, body,
+	r = envd_init_post(s->slot->netns_fd, ORCHESTR_ENVD_PORT, s->pool_token, body,
 			   o->cfg->start_timeout_ms);
 	explicit_bzero(body, strlen(body));
 	free(body);
@@ -638,12 +752,21 @@ static int create_cold(struct orchestr *o, const struct template_rec *t,
 	/* In the registry from now on, so a kill that comes while it starts finds it. */
 	s->starting = true;
 	registry_add(o, s);
-	json_t *ec = envd_settings(s, s->envd_token, req->env_vars, false);
+	uint32_t uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT;
+	if (req->before_start && (r = req->before_start(req->userdata, uid_base)) < 0) {
+		r = seterr(err, 500, "cannot prepare the sandbox: %s", strerror(-r));
+		goto fail;
+	}
+	json_t *ec = envd_settings(s, s->envd_token, t->config, req->env_vars, false);
 	char *ec_text = ec ? json_dumps(ec, JSON_COMPACT) : NULL;
 	json_decref(ec);
-	r = ec_text ? start_runtime(o, s, t, ec_text, err) : seterr(err, 500, "out of memory");
+	r = ec_text ? start_runtime(o, s, t, req->upper_dir, ec_text, err)
+		    : seterr(err, 500, "out of memory");
 	free(ec_text);
 	if (r < 0)
+		goto fail;
+	/* A build's sandbox runs steps, not the template's start command. */
+	if (!req->layers && (r = run_start_cmd(o, s, t->config, err)) < 0)
 		goto fail;
 	uint64_t t2 = now_usec();
 	/* Recorded once it runs: one commit, and the timeout counts from when it is usable. A
@@ -691,10 +814,10 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		    struct api_error *err)
 {
 	struct template_rec t = { 0 };
-	int r = store_template_get(o->st, req->template_id, &t);
+	int r = resolve_template(o, req, &t, err);
 	if (r < 0) {
 		template_rec_clear(&t);
-		return seterr(err, 404, "template '%s' not found", req->template_id);
+		return r;
 	}
 	unsigned timeout = req->timeout_s ? req->timeout_s : o->cfg->default_timeout_s;
 	if (timeout > o->cfg->max_timeout_s)
@@ -720,7 +843,11 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 		return r;
 	}
 
-	struct sandbox *s = warmpool_take(o->pool, &t);
+	/* The pool holds sandboxes of a template's newest build: a build's own sandboxes and
+	 * creates of a tagged build start cold. */
+	struct sandbox *s = NULL;
+	if (!req->layers && !strchr(req->template_id, ':'))
+		s = warmpool_take(o->pool, &t);
 	r = -ESTALE;
 	if (s) {
 		r = assign(o, s, &t, req, timeout, err);

@@ -29,6 +29,31 @@ struct create_request {
 	bool auto_pause;
 	const json_t *extra; /* stored as-is (network, mcp, lifecycle...) or NULL */
 	const char *key_id;
+	/* A template build's sandbox (template/builder.c): starts from these layers (lowest
+	 * first, NULL-terminated) instead of a stored template, so template_id is only a label;
+	 * keeps its upper layer in upper_dir; `config` gives envVars, user and workdir. */
+	const char *const *layers;
+	const char *upper_dir;
+	const json_t *config;
+	/* Called once the sandbox's host uid range is known, before anything runs in it (a
+	 * build prepares its upper layer there). <0 fails the create. */
+	int (*before_start)(void *userdata, uint32_t uid_base);
+	void *userdata;
+};
+
+/* A command for orchestr_exec. */
+struct exec_opts {
+	const char *cmd; /* run as `/bin/bash -l -c CMD` (with sh: `/bin/sh -c CMD`) */
+	bool sh;
+	const char *user;   /* NULL: root */
+	const json_t *envs; /* object str→str added to envd's, or NULL */
+	const char *cwd;    /* NULL: the user's home */
+	const char *tag;
+	bool background;     /* return once it runs; it keeps running after we hang up */
+	unsigned timeout_ms; /* 0: none */
+	/* Output as it comes (fd 1 or 2), from the calling thread. */
+	void (*output)(void *userdata, int fd, const char *buf, size_t len);
+	void *userdata;
 };
 
 int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
@@ -39,9 +64,17 @@ struct orchestr *orchestr_free(struct orchestr *o, bool kill_all);
 /* Registers a template whose layers exist (the base template at start). */
 int orchestr_register_template(struct orchestr *o, const char *id, const char *layer_path);
 
-/* Creates a running sandbox; *out is its record (caller clears). */
+/* Creates a running sandbox; *out is its record (caller clears). template_id is an id, a name
+ * (its newest ready build) or `name:tag`. When the template has a start command, it is started
+ * in the new sandbox and its ready command polled before this returns (there are no memory
+ * snapshots to resume from, so each sandbox runs it). */
 int orchestr_create(struct orchestr *o, const struct create_request *req, struct sandbox_rec *out,
 		    struct api_error *err);
+/* Runs a command in a running sandbox through its envd and waits for it (unless background).
+ * 0 with its exit status in *exit_code (128+9 when a signal ended it); -ETIMEDOUT, -EIO, -ENOENT
+ * with a message in err. */
+int orchestr_exec(struct orchestr *o, const char *id, const struct exec_opts *opts, int *exit_code,
+		  char *err, size_t errlen);
 /* -ENOENT when unknown (or already gone). */
 int orchestr_kill(struct orchestr *o, const char *id);
 /* Sets the end to now + timeout_s; with only_extend never moves it earlier. *end_ms is the new

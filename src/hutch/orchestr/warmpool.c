@@ -42,13 +42,18 @@ unsigned warmpool_capacity(unsigned per_template)
 	return per_template * WARMPOOL_MAX_TEMPLATES;
 }
 
-/* What a start takes from the template row; members started from another key are stale. */
+/* What a start takes from the template row (limits, layers, the build's config); members started
+ * from another key are stale. */
 static char *template_key(const struct template_rec *t)
 {
 	_cleanup_free_ char *layers = json_dumps(t->layers, JSON_COMPACT);
+	/* The build's settings (env, user, workdir, start command) are part of what a member is. */
+	_cleanup_free_ char *config =
+	    t->config ? json_dumps(t->config, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
 	char *key = NULL;
-	if (!layers ||
-	    asprintf(&key, "%u/%u/%u/%s", t->cpu_count, t->memory_mb, t->disk_mb, layers) < 0)
+	if (!layers || !config ||
+	    asprintf(&key, "%u/%u/%u/%s/%s", t->cpu_count, t->memory_mb, t->disk_mb, layers,
+		     config) < 0)
 		return NULL;
 	return key;
 }

@@ -37,6 +37,9 @@ struct sandbox_spec {
 	const char *cgroup_parent; /* cgroup directory under each hierarchy (NULL: "hutch") */
 	bool allow_setuid;  /* leave no_new_privs off so setuid binaries (sudo) work inside */
 	unsigned disk_pool; /* daemon: keep this many disks of disk_mb made ahead (see shutdown) */
+	/* A host directory for upper/ and work/ instead of RUN_DIR (needs disk_mb 0): a template
+	 * build keeps what a step wrote there after destroy(). Owned by uid_base while in use. */
+	const char *upper_dir;
 };
 
 struct sandbox_stats {

@@ -36,6 +36,14 @@ enum stmt_id {
 	ST_TPL_GET,
 	ST_TPL_LIST,
 	ST_TPL_DELETE,
+	ST_BUILD_PUT,
+	ST_BUILD_GET,
+	ST_BUILD_LIST,
+	ST_BUILD_FAIL_UNFINISHED,
+	ST_TAG_PUT,
+	ST_TAG_GET,
+	ST_TAG_DELETE,
+	ST_TAG_LIST,
 	ST_SBX_INSERT,
 	ST_SBX_UPDATE,
 	ST_META_CLEAR,
@@ -56,7 +64,8 @@ enum stmt_id {
 
 #define KEY_COLS "id, name, mask, created_ms, last_used_ms"
 #define TPL_COLS \
-	"id, alias, layers, cpu_count, memory_mb, disk_mb, envd_version, status, created_ms"
+	"id, alias, layers, cpu_count, memory_mb, disk_mb, envd_version, status, created_ms, config"
+#define BUILD_COLS "id, template_id, status, data, created_ms, finished_ms"
 #define SBX_COLS                                                                                   \
 	"id, template_id, alias, key_id, state, started_ms, end_ms, cpu_count, memory_mb, "        \
 	"disk_mb, envd_version, metadata, env_vars, extra, allow_internet, auto_pause, net_slot, " \
@@ -88,17 +97,34 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_KEY_DELETE_NAME] = "DELETE FROM api_keys WHERE name = ?1 AND name <> ''",
 	[ST_KEY_COUNT] = "SELECT count(*) FROM api_keys",
 	[ST_TPL_PUT] = "INSERT INTO templates (" TPL_COLS ")"
-		       " VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+		       " VALUES (?1, NULLIF(?2, ''), ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
 		       " ON CONFLICT (id) DO UPDATE SET alias = excluded.alias,"
 		       " layers = excluded.layers, cpu_count = excluded.cpu_count,"
 		       " memory_mb = excluded.memory_mb, disk_mb = excluded.disk_mb,"
 		       " envd_version = excluded.envd_version, status = excluded.status,"
-		       " created_ms = excluded.created_ms",
+		       " created_ms = excluded.created_ms, config = excluded.config",
 	[ST_TPL_GET] = "SELECT " TPL_COLS " FROM templates WHERE id = ?1 OR alias = ?1"
 		       " ORDER BY id = ?1 DESC LIMIT 1",
 	[ST_TPL_LIST] = "SELECT " TPL_COLS " FROM templates ORDER BY created_ms, id",
 	[ST_TPL_DELETE] = "DELETE FROM templates WHERE id = (SELECT id FROM templates"
 			  " WHERE id = ?1 OR alias = ?1 ORDER BY id = ?1 DESC LIMIT 1)",
+	[ST_BUILD_PUT] = "INSERT INTO template_builds (" BUILD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+			 " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+			 " data = excluded.data, finished_ms = excluded.finished_ms",
+	[ST_BUILD_GET] = "SELECT " BUILD_COLS " FROM template_builds WHERE id = ?1",
+	[ST_BUILD_LIST] = "SELECT " BUILD_COLS " FROM template_builds WHERE template_id = ?1"
+			  " ORDER BY created_ms, id",
+	[ST_BUILD_FAIL_UNFINISHED] =
+	    "UPDATE template_builds SET status = 'error', finished_ms = ?2,"
+	    " data = json_set(data, '$.reason', json_object('message', ?1))"
+	    " WHERE status IN ('waiting', 'building')",
+	[ST_TAG_PUT] = "INSERT INTO template_tags (template_id, tag, build_id, created_ms)"
+		       " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (template_id, tag) DO UPDATE SET"
+		       " build_id = excluded.build_id, created_ms = excluded.created_ms",
+	[ST_TAG_GET] = "SELECT build_id FROM template_tags WHERE template_id = ?1 AND tag = ?2",
+	[ST_TAG_DELETE] = "DELETE FROM template_tags WHERE template_id = ?1 AND tag = ?2",
+	[ST_TAG_LIST] = "SELECT tag, build_id, created_ms FROM template_tags"
+			" WHERE template_id = ?1 ORDER BY created_ms, tag",
 	[ST_SBX_INSERT] = "INSERT INTO sandboxes (" SBX_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
 			  " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
 	[ST_SBX_UPDATE] = "UPDATE sandboxes SET template_id = ?2, alias = ?3, key_id = ?4,"
@@ -175,7 +201,16 @@ void template_rec_clear(struct template_rec *t)
 	if (!t)
 		return;
 	json_decref(t->layers);
-	t->layers = NULL;
+	json_decref(t->config);
+	t->layers = t->config = NULL;
+}
+
+void build_rec_clear(struct build_rec *b)
+{
+	if (!b)
+		return;
+	json_decref(b->data);
+	b->data = NULL;
 }
 
 /* ---- plumbing ---- */
@@ -735,12 +770,15 @@ static int read_template(sqlite3_stmt *st, struct template_rec *t)
 	col_copy(st, 6, t->envd_version, sizeof(t->envd_version));
 	col_copy(st, 7, t->status, sizeof(t->status));
 	t->created_ms = sqlite3_column_int64(st, 8);
-	return 0;
+	r = col_json(st, 9, JSON_OBJECT, &t->config);
+	if (r < 0)
+		template_rec_clear(t);
+	return r;
 }
 
 int store_template_put(struct store *s, const struct template_rec *t)
 {
-	_cleanup_free_ char *layers = NULL;
+	_cleanup_free_ char *layers = NULL, *config = NULL;
 	int r;
 
 	if (!s || !t || !fits(t->id, sizeof(t->id)) || !*t->id ||
@@ -748,6 +786,8 @@ int store_template_put(struct store *s, const struct template_rec *t)
 	    !fits(t->status, sizeof(t->status)) || !is_string_array(t->layers))
 		return -EINVAL;
 	r = json_text(t->layers, JSON_ARRAY, &layers);
+	if (r >= 0)
+		r = json_text(t->config, JSON_OBJECT, &config);
 	if (r < 0)
 		return r;
 
@@ -765,6 +805,7 @@ int store_template_put(struct store *s, const struct template_rec *t)
 	bind_text(st, 7, t->envd_version);
 	bind_text(st, 8, t->status);
 	sqlite3_bind_int64(st, 9, t->created_ms ? t->created_ms : now_ms());
+	bind_text(st, 10, config);
 	r = step(s, st);
 	return r < 0 ? r : 0;
 }
@@ -832,6 +873,190 @@ int store_template_delete(struct store *s, const char *id_or_alias)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	return delete_one(s, ST_TPL_DELETE, id_or_alias);
+}
+
+/* ---- template builds and tags ---- */
+
+static int read_build(sqlite3_stmt *st, struct build_rec *b)
+{
+	memset(b, 0, sizeof(*b));
+	col_copy(st, 0, b->id, sizeof(b->id));
+	col_copy(st, 1, b->template_id, sizeof(b->template_id));
+	col_copy(st, 2, b->status, sizeof(b->status));
+	b->created_ms = sqlite3_column_int64(st, 4);
+	b->finished_ms = sqlite3_column_int64(st, 5);
+	return col_json(st, 3, JSON_OBJECT, &b->data);
+}
+
+int store_build_put(struct store *s, const struct build_rec *b)
+{
+	_cleanup_free_ char *data = NULL;
+	if (!s || !b || !fits(b->id, sizeof(b->id)) || !*b->id ||
+	    !fits(b->template_id, sizeof(b->template_id)) || !fits(b->status, sizeof(b->status)))
+		return -EINVAL;
+	int r = json_text(b->data, JSON_OBJECT, &data);
+	if (r < 0)
+		return r;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	r = stmt_get(s, ST_BUILD_PUT, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, b->id);
+	bind_text(st, 2, b->template_id);
+	bind_text(st, 3, b->status);
+	bind_text(st, 4, data);
+	sqlite3_bind_int64(st, 5, b->created_ms ? b->created_ms : now_ms());
+	sqlite3_bind_int64(st, 6, b->finished_ms);
+	r = step(s, st);
+	return r < 0 ? r : 0;
+}
+
+int store_build_get(struct store *s, const char *id, struct build_rec *out)
+{
+	if (!s || isempty(id) || !out)
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_BUILD_GET, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	r = step(s, st);
+	if (r <= 0)
+		return r < 0 ? r : -ENOENT;
+	return read_build(st, out);
+}
+
+int store_build_list(struct store *s, const char *template_id, struct build_rec **out, size_t *n)
+{
+	struct build_rec *arr = NULL;
+	size_t len = 0, cap = 0;
+	if (!s || isempty(template_id) || !out || !n)
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_BUILD_LIST, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, template_id);
+	while ((r = step(s, st)) > 0) {
+		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		r = read_build(st, &arr[len]);
+		if (r < 0)
+			break;
+		len++;
+	}
+	if (r < 0) {
+		for (size_t i = 0; i < len; i++)
+			build_rec_clear(&arr[i]);
+		free(arr);
+		return r;
+	}
+	*out = arr;
+	*n = len;
+	return 0;
+}
+
+int store_build_fail_unfinished(struct store *s, const char *message)
+{
+	if (!s || !message)
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_BUILD_FAIL_UNFINISHED, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, message);
+	sqlite3_bind_int64(st, 2, now_ms());
+	r = step(s, st);
+	return r < 0 ? r : sqlite3_changes(s->db);
+}
+
+int store_tag_put(struct store *s, const char *template_id, const char *tag, const char *build_id)
+{
+	if (!s || isempty(template_id) || isempty(build_id) || !fits(tag, sizeof(((struct tag_rec *)0)->tag)) || !*tag)
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_TAG_PUT, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, template_id);
+	bind_text(st, 2, tag);
+	bind_text(st, 3, build_id);
+	sqlite3_bind_int64(st, 4, now_ms());
+	r = step(s, st);
+	return r < 0 ? r : 0;
+}
+
+int store_tag_get(struct store *s, const char *template_id, const char *tag, char build_id[40])
+{
+	if (!s || isempty(template_id) || isempty(tag))
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_TAG_GET, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, template_id);
+	bind_text(st, 2, tag);
+	r = step(s, st);
+	if (r <= 0)
+		return r < 0 ? r : -ENOENT;
+	col_copy(st, 0, build_id, 40);
+	return 0;
+}
+
+int store_tag_delete(struct store *s, const char *template_id, const char *tag)
+{
+	if (!s || isempty(template_id) || isempty(tag))
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_TAG_DELETE, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, template_id);
+	bind_text(st, 2, tag);
+	r = step(s, st);
+	if (r < 0)
+		return r;
+	return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+int store_tag_list(struct store *s, const char *template_id, struct tag_rec **out, size_t *n)
+{
+	struct tag_rec *arr = NULL;
+	size_t len = 0, cap = 0;
+	if (!s || isempty(template_id) || !out || !n)
+		return -EINVAL;
+	STORE_LOCKED(s);
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int r = stmt_get(s, ST_TAG_LIST, &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, template_id);
+	while ((r = step(s, st)) > 0) {
+		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		col_copy(st, 0, arr[len].tag, sizeof(arr[len].tag));
+		col_copy(st, 1, arr[len].build_id, sizeof(arr[len].build_id));
+		arr[len].created_ms = sqlite3_column_int64(st, 2);
+		len++;
+	}
+	if (r < 0) {
+		free(arr);
+		return r;
+	}
+	*out = arr;
+	*n = len;
+	return 0;
 }
 
 /* ---- sandboxes ---- */

@@ -54,6 +54,9 @@ struct template_rec {
 	char envd_version[16];
 	char status[16]; /* "building", "ready", "error" */
 	int64_t created_ms;
+	/* What sandboxes of its newest ready build start with: {buildID, envVars, user, workdir,
+	 * startCmd, readyCmd} (owned; NULL is written as {}, never NULL after a read). */
+	json_t *config;
 };
 /* Insert or replace by id; created_ms 0 means now. An alias held by another template: -EEXIST. */
 int store_template_put(struct store *s, const struct template_rec *t);
@@ -64,6 +67,39 @@ int store_template_list(struct store *s, struct template_rec **out, size_t *n);
 /* By id or alias. */
 int store_template_delete(struct store *s, const char *id_or_alias);
 void template_rec_clear(struct template_rec *t);
+
+/* ---- template builds (deleted with their template) ---- */
+struct build_rec {
+	char id[40];
+	char template_id[64];
+	char status[16]; /* "waiting", "building", "ready", "error" */
+	/* {recipe, layers, config, reason, cpuCount, memoryMB, diskMB, tags} (owned) */
+	json_t *data;
+	int64_t created_ms; /* 0 on put: now */
+	int64_t finished_ms;
+};
+/* Insert, or update status/data/finished_ms of an existing build. */
+int store_build_put(struct store *s, const struct build_rec *b);
+int store_build_get(struct store *s, const char *id, struct build_rec *out);
+/* A template's builds, oldest first (malloc'd array of records the caller clears and frees). */
+int store_build_list(struct store *s, const char *template_id, struct build_rec **out, size_t *n);
+/* Marks every waiting or building build as failed with `message` (a daemon restart: their
+ * builder is gone). Returns how many. */
+int store_build_fail_unfinished(struct store *s, const char *message);
+void build_rec_clear(struct build_rec *b);
+
+/* ---- template tags: name:tag → build ---- */
+struct tag_rec {
+	char tag[128];
+	char build_id[40];
+	int64_t created_ms;
+};
+/* Points the tag at build_id (moving it if it pointed elsewhere). */
+int store_tag_put(struct store *s, const char *template_id, const char *tag, const char *build_id);
+int store_tag_get(struct store *s, const char *template_id, const char *tag, char build_id[40]);
+int store_tag_delete(struct store *s, const char *template_id, const char *tag);
+/* Malloc'd array, oldest first. */
+int store_tag_list(struct store *s, const char *template_id, struct tag_rec **out, size_t *n);
 
 /* ---- sandboxes ---- */
 enum sandbox_state {

@@ -373,12 +373,12 @@ static void log_tail(const char *log_path, int r)
 	for (unsigned lines = 0; p > buf; p--)
 		if (p[-1] == '\n' && ++lines > BASE_LOG_TAIL_LINES)
 			break;
-	log_error_errno(r, "Building the base template failed (%m); the end of %s:\n%s", log_path,
-			p);
+	log_error_errno(r, "Building a Debian root filesystem failed (%m); the end of %s:\n%s",
+			log_path, p);
 }
 
-static int base_build(const struct base_recipe *rc, const char *mirror, const char *tdir,
-		      const char *name, const char *layer)
+static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, const char *tdir,
+			const char *name, const char *layer)
 {
 	_cleanup_free_ char *tmp = NULL, *log_path = NULL, *debs = NULL, *include_arg = NULL,
 			    *variant_arg = NULL, *cache_arg = NULL, *dlog = NULL;
@@ -416,23 +416,26 @@ static int base_build(const struct base_recipe *rc, const char *mirror, const ch
 		return log_error_errno(r, "Failed to open '%s': %m", log_path);
 	}
 
+	/* debootstrap refuses an empty --include=. */
+	bool include = !isempty(rc->include);
 	char *const argv[] = {
 		(char *)debootstrap,
 		variant_arg,
 		(char *)"--components=main",
 		(char *)"--keyring=" BASE_KEYRING,
-		include_arg,
 		cache_arg,
-		rc->suite,
-		tmp,
-		(char *)mirror,
+		include ? include_arg : (char *)rc->suite,
+		include ? (char *)rc->suite : tmp,
+		include ? tmp : (char *)mirror,
+		include ? (char *)mirror : NULL,
 		NULL,
 	};
 	dprintf(log_fd, "hutch: %s %s --components=main --keyring=%s %s %s %s %s %s\n", debootstrap,
-		variant_arg, BASE_KEYRING, include_arg, cache_arg, rc->suite, tmp, mirror);
+		variant_arg, BASE_KEYRING, cache_arg, include ? include_arg : "", rc->suite, tmp,
+		mirror);
 	r = run_logged(argv, NULL, log_fd);
 	for (size_t i = 0; r == 0 && i < rc->n_run; i++) {
-		char *const sh[] = { (char *)"/bin/sh", (char *)"-ec", rc->run[i], NULL };
+		char *const sh[] = { (char *)"/bin/sh", (char *)"-ec", (char *)rc->run[i], NULL };
 		dprintf(log_fd, "hutch: RUN %s\n", rc->run[i]);
 		r = run_logged(sh, tmp, log_fd);
 	}
@@ -473,19 +476,38 @@ int template_base_path(const char *cache_dir, char **path_out)
 
 int template_base_ensure(const struct base_template_config *cfg, char **layer_out)
 {
-	const char *cache =
-	    cfg && !isempty(cfg->cache_dir) ? cfg->cache_dir : BASE_DEFAULT_CACHE_DIR;
 	_cleanup_(base_recipe_clear) struct base_recipe rc = { 0 };
-	_cleanup_free_ char *name = NULL, *tdir_raw = NULL, *tdir = NULL, *layer = NULL,
-			    *lock_path = NULL, *mirror = NULL;
+	_cleanup_free_ char *name = NULL;
 	int r = base_recipe_parse(base_recipe_text, &rc);
 	if (r < 0)
 		return r;
 	if ((r = base_layer_name(&rc, &name)) < 0)
 		return r;
+	const struct rootfs_recipe recipe = {
+		.name = name,
+		.what = "the base template",
+		.suite = rc.suite,
+		.variant = rc.variant,
+		.include = rc.include,
+		.run = (const char *const *)rc.run,
+		.n_run = rc.n_run,
+	};
+	return template_rootfs_ensure(cfg, &recipe, layer_out);
+}
+
+int template_rootfs_ensure(const struct base_template_config *cfg, const struct rootfs_recipe *rc,
+			   char **layer_out)
+{
+	const char *cache =
+	    cfg && !isempty(cfg->cache_dir) ? cfg->cache_dir : BASE_DEFAULT_CACHE_DIR;
+	const char *name = rc->name;
+	_cleanup_free_ char *tdir_raw = NULL, *tdir = NULL, *layer = NULL, *lock_path = NULL,
+			    *mirror = NULL;
+	int r;
+	if (isempty(name) || strchr(name, '/') || name[0] == '.' || !rc->suite)
+		return -EINVAL;
 	if (asprintf(&tdir_raw, "%s/templates", cache) < 0)
 		return -ENOMEM;
-
 	/* The fast path: built before, by us or anyone sharing the cache. */
 	tdir = realpath(tdir_raw, NULL);
 	if (tdir && asprintf(&layer, "%s/%s", tdir, name) >= 0 && is_dir(layer)) {
@@ -512,7 +534,7 @@ int template_base_ensure(const struct base_template_config *cfg, char **layer_ou
 			return log_error_errno(negative_errno(), "Failed to lock '%s': %m",
 					       lock_path);
 		if (!cfg || !cfg->quiet)
-			log_info("Waiting for another process building the base template (%s)",
+			log_info("Waiting for another process building %s (%s)", rc->what,
 				 lock_path);
 		while (flock(lock_fd, LOCK_EX) < 0)
 			if (errno != EINTR)
@@ -525,31 +547,28 @@ int template_base_ensure(const struct base_template_config *cfg, char **layer_ou
 	}
 
 	if (geteuid() != 0)
-		return log_error_errno(-EPERM,
-				       "Building the base template needs root (debootstrap); "
-				       "%s is not built yet",
-				       layer);
+		return log_error_errno(-EPERM, "Building %s needs root (debootstrap); %s is not built yet",
+				       rc->what, layer);
 	if (cfg && !isempty(cfg->mirror)) {
 		if (!template_mirror_valid(cfg->mirror))
 			return log_error_errno(-EINVAL, "Invalid Debian mirror '%s'", cfg->mirror);
 		if (!(mirror = strdup(cfg->mirror)))
 			return -ENOMEM;
-	} else if ((r = template_apt_mirror("/", rc.suite, &mirror)) < 0)
+	} else if ((r = template_apt_mirror("/", rc->suite, &mirror)) < 0)
 		return log_error_errno(r,
 				       "Found no Debian mirror for '%s' with component main in "
 				       "/etc/apt/sources.list{,.d/}: %m",
-				       rc.suite);
+				       rc->suite);
 
 	uint64_t start = now_usec();
 	if (!cfg || !cfg->quiet)
-		log_info("Building the base template (Debian %s from %s) into %s; this takes a few "
-			 "minutes",
-			 rc.suite, mirror, layer);
-	if ((r = base_build(&rc, mirror, tdir, name, layer)) < 0)
+		log_info("Building %s (Debian %s from %s) into %s; this takes a few minutes",
+			 rc->what, rc->suite, mirror, layer);
+	if ((r = rootfs_build(rc, mirror, tdir, name, layer)) < 0)
 		return r;
 	if (!cfg || !cfg->quiet)
-		log_info("Built the base template in %.1f s: %s",
-			 (double)(now_usec() - start) / 1e6, layer);
+		log_info("Built %s in %.1f s: %s", rc->what, (double)(now_usec() - start) / 1e6,
+			 layer);
 	*layer_out = TAKE_PTR(layer);
 	return 0;
 }

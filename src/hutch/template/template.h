@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct base_template_config {
 	const char *cache_dir; /* shared cache (e.g. /var/cache/hutch), not per data dir */
@@ -16,6 +17,22 @@ struct base_template_config {
  * Concurrent callers (two daemons, parallel tests) are serialised by a lock file.
  */
 int template_base_ensure(const struct base_template_config *cfg, char **layer_out);
+
+/* A Debian root filesystem: debootstrap of suite, then commands run in it (chroot, /bin/sh -ec). */
+struct rootfs_recipe {
+	const char *name; /* its directory under <cache_dir>/templates: unique per content */
+	const char *what; /* for log lines: "the base template", "debian:bookworm-slim" */
+	const char *suite;
+	const char *variant; /* NULL: minbase */
+	const char *include; /* comma-separated packages, or NULL */
+	const char *const *run;
+	size_t n_run;
+};
+
+/* template_base_ensure() for any recipe: built once under cfg->cache_dir/templates/<name>,
+ * serialised by a lock file, later calls instant. */
+int template_rootfs_ensure(const struct base_template_config *cfg, const struct rootfs_recipe *rc,
+			   char **layer_out);
 
 /*
  * The Debian mirror the machine's apt already uses: the URI of the first `deb` entry for `suite`

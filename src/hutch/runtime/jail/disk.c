@@ -198,6 +198,8 @@ int jail_disk_setup(int run_dirfd, const char *run_dir, const struct sandbox_spe
 		if (r < 0)
 			return r;
 		base = openat(run_dirfd, JAIL_DISK_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	} else if (spec->upper_dir) {
+		base = open(spec->upper_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	} else {
 		base = fcntl(run_dirfd, F_DUPFD_CLOEXEC, 3);
 	}

@@ -77,7 +77,10 @@ int jail_open_root_fds(const struct sandbox_spec *spec, const char *run_dir,
 	char path[4200];
 	const int flags = O_PATH | O_CLOEXEC;
 	fds->lower = fds->upper = fds->work = fds->root = fds->sys = fds->bundle = fds->init = -1;
-	snprintf(path, sizeof(path), "%s%s", run_dir, spec->disk_mb ? "/" JAIL_DISK_DIR : "");
+	if (spec->upper_dir)
+		snprintf(path, sizeof(path), "%s", spec->upper_dir);
+	else
+		snprintf(path, sizeof(path), "%s%s", run_dir, spec->disk_mb ? "/" JAIL_DISK_DIR : "");
 	_cleanup_close_ int base = open(path, flags | O_DIRECTORY);
 	if (base < 0)
 		return jail_fail("open", path);

@@ -46,6 +46,7 @@ int jail_spec_write(const struct sandbox_spec *s, const char *path)
 	r |= set_str(o, "resolvConf", s->resolv_conf);
 	r |= set_str(o, "shimPath", s->shim_path);
 	r |= set_str(o, "cgroupParent", s->cgroup_parent);
+	r |= set_str(o, "upperDir", s->upper_dir);
 	r |= json_object_set_new(o, "allowSetuid", json_boolean(s->allow_setuid)) < 0 ? -ENOMEM : 0;
 	if (r)
 		return -ENOMEM;
@@ -120,8 +121,10 @@ int jail_spec_read(const char *path, struct jail_spec **out)
 	s->resolv_conf = get_str(o, "resolvConf");
 	s->shim_path = get_str(o, "shimPath");
 	s->cgroup_parent = get_str(o, "cgroupParent");
+	s->upper_dir = get_str(o, "upperDir");
 	s->allow_setuid = json_is_true(json_object_get(o, "allowSetuid"));
-	if (isempty(s->id) || isempty(s->run_dir) || n == 0 || s->uid_base == 0)
+	if (isempty(s->id) || isempty(s->run_dir) || n == 0 || s->uid_base == 0 ||
+	    (s->upper_dir && s->disk_mb))
 		return -EINVAL;
 	*out = TAKE_PTR(js);
 	return 0;
