@@ -149,6 +149,7 @@ test('hutch template build: FROM/ARG/ENV/WORKDIR/COPY/RUN/USER/CMD; a sandbox fr
       'WORKDIR $APP_HOME',
       'COPY --chown=user:user app/ ./',
       'COPY --chmod=0755 tool.sh /usr/local/bin/tool',
+      'ADD bundle.tar.gz notes.txt /opt/bundle/',
       'RUN echo "$GREETING $PORT from $(id -un)" > /srv/app/built.txt',
       'USER user',
       'CMD python3 -m http.server 8123 --directory /srv/app',
@@ -161,6 +162,12 @@ test('hutch template build: FROM/ARG/ENV/WORKDIR/COPY/RUN/USER/CMD; a sandbox fr
     'ignored.log': 'no',
     '.dockerignore': '*.log\n',
   });
+  // ADD unpacks a local tar archive and copies other files as they are.
+  fs.mkdirSync(path.join(dir, 'bundle/inner'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'bundle/inner/packed.txt'), 'packed\n');
+  assert.equal(spawnSync('tar', ['-czf', path.join(dir, 'bundle.tar.gz'), '-C', path.join(dir, 'bundle'), 'inner']).status, 0);
+  fs.rmSync(path.join(dir, 'bundle'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'notes.txt'), 'notes\n');
   const name = `cli-tpl-${process.pid}`;
   const r = await cliAsync(['template', 'build', '--name', name, '--build-arg', 'GREETING=bonjour',
     '--cpu', '1', '--memory', '512', dir]);
@@ -179,6 +186,8 @@ test('hutch template build: FROM/ARG/ENV/WORKDIR/COPY/RUN/USER/CMD; a sandbox fr
     assert.equal(await run('stat -c "%U %a" /srv/app/index.html /srv/app/lib/util.py'), 'user 644\nuser 644');
     assert.equal(await run('stat -c %a /usr/local/bin/tool && tool'), '755\ntool ran');
     assert.equal(await run('ls /srv/app'), 'built.txt\nindex.html\nlib');
+    assert.equal(await run('cat /opt/bundle/inner/packed.txt /opt/bundle/notes.txt; ls /opt/bundle'),
+      'packed\nnotes\ninner\nnotes.txt', 'ADD: the archive unpacked, the text file copied');
     // The start command was already serving when the template was finalised.
     assert.match(await run('curl -sf http://127.0.0.1:8123/index.html'), /from the template/);
   } finally {

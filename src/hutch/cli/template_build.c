@@ -161,7 +161,8 @@ static int hash_sources(const char *file, int ctx_fd, const char *dir, struct do
 
 /* ---- API calls ---- */
 
-/* FROM names a template when the API knows the name (before any ':tag'), else an image. */
+/* FROM names a template when the API knows the name (before any ':tag'), else an image. As in
+ * Docker, ':latest' is what an untagged name means: the template's default build. */
 static int resolve_from(const struct cli_api *api, json_t *recipe, const char *from)
 {
 	if (strpbrk(from, "/@") || startswith(from, "oci:") || startswith(from, "docker-archive:"))
@@ -175,8 +176,10 @@ static int resolve_from(const struct cli_api *api, json_t *recipe, const char *f
 	if (st < 0)
 		return -EIO;
 	if (st == 200 || st == 403) {
+		const char *tag = from + strlen(name);
 		json_object_del(recipe, "fromImage");
-		json_object_set_new(recipe, "fromTemplate", json_string(from));
+		json_object_set_new(recipe, "fromTemplate",
+				    json_string(streq(tag, ":latest") ? name : from));
 	}
 	return 0;
 }
@@ -493,10 +496,12 @@ static int wait_build(const struct cli_api *api, const char *tid, const char *bi
 		const char *msg = json_string_value(json_object_get(reason, "message"));
 		fprintf(stderr, "hutch: build of %s failed%s%s%s: %s\n", name,
 			*label ? " at step " : "", label, what, msg ? msg : "unknown error");
-		size_t i;
-		json_t *e;
-		json_array_foreach(json_object_get(reason, "logEntries"), i, e) {
-			const char *m = json_string_value(json_object_get(e, "message"));
+		/* The tail of the log, on stderr: stdout may have gone to a file. */
+		json_t *tail = json_object_get(reason, "logEntries");
+		size_t n = json_array_size(tail);
+		for (size_t i = n > 10 ? n - 10 : 0; i < n; i++) {
+			const char *m =
+			    json_string_value(json_object_get(json_array_get(tail, i), "message"));
 			if (m)
 				fprintf(stderr, "  | %s\n", m);
 		}
