@@ -129,8 +129,8 @@ test('a failing step fails the build with its step, exit code and output', opts,
   assert.equal(rest.json.logEntries.length, 1);
   // A template with no ready build cannot start sandboxes.
   await assert.rejects(Sandbox.create(`it-fail-${nonce}`), /no ready build/);
-  // No partial layer is left in the cache.
-  assert.deepEqual(fs.readdirSync('/var/cache/hutch/layers').filter((n) => n.startsWith('.tmp-')), []);
+  // No partial layer of this build is left in the cache.
+  assert.deepEqual(fs.readdirSync('/var/cache/hutch/layers').filter((n) => n.startsWith(`.tmp-${build.buildID}`)), []);
 });
 
 test('bad recipes and uploads get clear errors', opts, async () => {
