@@ -123,6 +123,10 @@ test('a failing step fails the build with its step, exit code and output', opts,
   const tail = st.json.reason.logEntries.map((e) => e.message).join('\n');
   assert.match(tail, /about to fail/);
   assert.match(tail, /on stderr/);
+  const logs = await api(h, 'GET', `/templates/${id}/builds/${build.buildID}/logs`);
+  assert.equal(logs.status, 200);
+  assert.deepEqual(logs.json.logs, st.json.logEntries);
+  assert.equal((await api(h, 'GET', `/templates/${id}/builds/nosuchbuild/status`)).status, 404);
   // logsOffset skips what was read already.
   const all = st.json.logEntries.length;
   const rest = await api(h, 'GET', `/templates/${id}/builds/${build.buildID}/status?logsOffset=${all - 1}`);
