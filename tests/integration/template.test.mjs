@@ -39,6 +39,8 @@ function appTemplate() {
   return Template({ fileContextPath: ctx })
     .fromTemplate('base')
     .runCmd(`mkdir -p /opt/app && echo ${nonce} > /opt/app/nonce && python3 -m venv --without-pip /opt/venv`)
+    // A deleted file (a whiteout) and a replaced directory (opaque) must survive as a layer.
+    .runCmd('rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc && touch /usr/share/doc/only')
     .setEnvs({ GREETING: 'hello', APP_MODE: 'test' })
     .copy('hello.txt', '/home/user/hello.txt', { user: 'user' })
     .copy('site', '/opt/app/site/')
@@ -66,8 +68,8 @@ test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; 
   assert.equal(info.name, name);
   assert.match(info.templateId, /^[a-z0-9]{20}$/);
   const text = logs.map((e) => e.message).join('\n');
-  assert.match(text, /\[builder 1\/5\] RUN mkdir -p \/opt\/app/);
-  assert.match(text, /Build finished .*\(3 layers built, 0 from the cache\)/, text);
+  assert.match(text, /\[builder 1\/6\] RUN mkdir -p \/opt\/app/);
+  assert.match(text, /Build finished .*\(4 layers built, 0 from the cache\)/, text);
 
   const sbx = await Sandbox.create(name);
   try {
@@ -77,6 +79,8 @@ test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; 
     const out = await sbx.commands.run('cat /home/user/hello.txt; echo "$GREETING $APP_MODE"; pwd; id -un; cat /opt/app/nonce; stat -c %U /home/user/hello.txt; test -x /opt/venv/bin/python3 && echo venv');
     assert.deepEqual(out.stdout.trim().split('\n'), [
       `hello from the build context ${nonce}`, 'hello test', '/opt/app', 'user', nonce, 'user', 'venv']);
+    const del = await sbx.commands.run('test -e /etc/debian_version || echo gone; ls -A /usr/share/doc');
+    assert.equal(del.stdout, 'gone\nonly\n');
     // The layers' owners came back unshifted: root inside is root, user is 1000.
     const owners = await sbx.commands.run('stat -c "%U %u" /opt/app/nonce /opt/app/site/index.html /home/user');
     assert.equal(owners.stdout, 'root 0\nroot 0\nuser 1000\n');
@@ -99,8 +103,8 @@ test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; 
   assert.equal(info2.templateId, info.templateId, 'a rebuild keeps the template id');
   assert.notEqual(info2.buildId, info.buildId);
   const text2 = logs2.map((e) => e.message).join('\n');
-  assert.match(text2, /\(0 layers built, 3 from the cache\)/, text2);
-  assert.match(text2, /CACHED \[builder 1\/5\]/);
+  assert.match(text2, /\(0 layers built, 4 from the cache\)/, text2);
+  assert.match(text2, /CACHED \[builder 1\/6\]/);
   t.diagnostic(`first build ${first.toFixed(0)} ms, cached rebuild ${second.toFixed(0)} ms (${(first / second).toFixed(1)}x)`);
 });
 
@@ -123,14 +127,18 @@ test('a failing step fails the build with its step, exit code and output', opts,
   const tail = st.json.reason.logEntries.map((e) => e.message).join('\n');
   assert.match(tail, /about to fail/);
   assert.match(tail, /on stderr/);
+  const logs = await api(h, 'GET', `/templates/${id}/builds/${build.buildID}/logs`);
+  assert.equal(logs.status, 200);
+  assert.deepEqual(logs.json.logs, st.json.logEntries);
+  assert.equal((await api(h, 'GET', `/templates/${id}/builds/nosuchbuild/status`)).status, 404);
   // logsOffset skips what was read already.
   const all = st.json.logEntries.length;
   const rest = await api(h, 'GET', `/templates/${id}/builds/${build.buildID}/status?logsOffset=${all - 1}`);
   assert.equal(rest.json.logEntries.length, 1);
   // A template with no ready build cannot start sandboxes.
   await assert.rejects(Sandbox.create(`it-fail-${nonce}`), /no ready build/);
-  // No partial layer is left in the cache.
-  assert.deepEqual(fs.readdirSync('/var/cache/hutch/layers').filter((n) => n.startsWith('.tmp-')), []);
+  // No partial layer of this build is left in the cache.
+  assert.deepEqual(fs.readdirSync('/var/cache/hutch/layers').filter((n) => n.startsWith(`.tmp-${build.buildID}`)), []);
 });
 
 test('bad recipes and uploads get clear errors', opts, async () => {
