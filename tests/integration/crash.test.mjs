@@ -17,7 +17,10 @@ import { sleep, waitFor } from './helpers.mjs';
 const opts = { skip: skipReason };
 let h;
 
-before(async () => { if (!skipReason) h = await startHutch({ keepDataDir: true }); });
+// No warm pool here: these checks count every supervisor, run dir and slot as the test's own.
+// pool-crash.test.mjs covers a crash with a pool.
+const NO_POOL = ['--warm-sandboxes', '0'];
+before(async () => { if (!skipReason) h = await startHutch({ keepDataDir: true, args: NO_POOL }); });
 after(async () => {
   if (!h) return;
   const res = await h.stop();
@@ -201,7 +204,7 @@ test('a restart with fewer slots removes the sandboxes and network slots beyond 
   const sbxs = [];
   for (let i = 0; i < 3; i++) sbxs.push(await Sandbox.create('base'));
   await h.crash();
-  h = await startHutch({ reuse: h, keepDataDir: true, args: ['--max-sandboxes', '2'] });
+  h = await startHutch({ reuse: h, keepDataDir: true, args: [...NO_POOL, '--max-sandboxes', '2'] });
   const listed = await listIds(h);
   assert.ok(listed.length <= 2, `listed ${listed}`);
   for (const id of listed) assert.equal((await (await Sandbox.connect(id)).commands.run('echo ok')).stdout, 'ok\n');
@@ -209,7 +212,7 @@ test('a restart with fewer slots removes the sandboxes and network slots beyond 
   await waitFor(() => links(h.prefix).every((l) => Number(l.slice(h.prefix.length)) < 2),
     { timeout: 5000, what: `no link beyond slot 1 (${links(h.prefix)})` });
   await h.crash();
-  h = await startHutch({ reuse: h, keepDataDir: true, args: [] });
+  h = await startHutch({ reuse: h, keepDataDir: true, args: NO_POOL });
   assert.deepEqual((await listIds(h)).sort(), [...listed].sort(), 'taken back again');
   await Promise.all(listed.map((id) => Sandbox.kill(id)));
 });

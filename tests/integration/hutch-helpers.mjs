@@ -220,7 +220,8 @@ export async function startHutch(opts = {}) {
     exited,
     /** The daemon's fds by kind, net of live sandboxes and pools (see fdAccount). */
     async fdKinds() {
-      const live = await listIds(h);
+      // Listed sandboxes and the warm pool's members (run dirs with no record) hold the same fds.
+      const live = [...new Set([...await listIds(h), ...runDirs(dataDir).filter((e) => !e.startsWith('.'))])];
       const t = fdTargets(proc.pid);
       return t ? fdAccount(t, { dataDir, live, warm }) : new Map();
     },

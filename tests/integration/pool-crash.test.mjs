@@ -22,7 +22,7 @@ function pgrep(pattern) {
 
 const runDirs = (dataDir) => fs.readdirSync(path.join(dataDir, 'sandboxes')).filter((e) => !e.startsWith('.'));
 
-test('after a SIGKILL, the next daemon destroys the pool\'s unassigned sandboxes', { skip: skipReason, timeout: 120_000 }, async () => {
+test('after a SIGKILL, the next daemon destroys the pool\'s unassigned sandboxes and takes back the assigned one', { skip: skipReason, timeout: 120_000 }, async () => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-it-'));
   const args = ['--warm-sandboxes', '2', '--log-level', 'debug'];
   const first = await startHutch({ dataDir, args });
@@ -45,10 +45,13 @@ test('after a SIGKILL, the next daemon destroys the pool\'s unassigned sandboxes
   let res;
   try {
     for (const id of pooled) {
-      assert.ok(second.log().includes(`Removed unassigned sandbox ${id} left by a previous run`), second.log().slice(-3000));
+      assert.ok(second.log().includes(`Removing sandbox ${id} left by a previous run`), second.log().slice(-3000));
       assert.equal(pgrep(`shim ${dataDir}/sandboxes/${id}`), '', `${id}: its shim is gone`);
     }
-    assert.ok(second.log().includes(`Removed sandbox ${assigned} left by a previous run`));
+    // The assigned one has a record: it is taken back, and works.
+    const back = await Sandbox.connect(assigned);
+    assert.equal((await back.commands.run('hostname')).stdout.trim(), assigned);
+    await back.kill();
     assert.deepEqual(runDirs(dataDir).filter((id) => left.includes(id)), [], 'no run dir of the first daemon is left');
     // The new daemon's pool works.
     const sbx = await Sandbox.create('base');

@@ -213,7 +213,7 @@ static void check_image(const struct image *img, const char *what)
 	   "%s: layer 2 whites out etc/motd", what);
 	snprintf(p, sizeof(p), "%s/var", img->layers[1]);
 	char v[4] = { 0 };
-	ok(getxattr(p, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y',
+	ok(getxattr(p, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y',
 	   "%s: layer 2's var is opaque", what);
 	snprintf(p, sizeof(p), "%s", img->layers[0]);
 	ok(stat(p, &st) == 0 && (st.st_mode & 0777) == 0755, "%s: layer root is 0755", what);

@@ -23,8 +23,51 @@ static void bad(const char *text, const char *want, const char *what)
 	ok(strstr(err, want) != NULL, "%s: message '%s' mentions '%s'", what, err, want);
 }
 
+static void expands(const char *value, const char *want)
+{
+	json_t *env = json_pack("{s:s, s:s, s:s}", "HOME", "/root", "X", "a b", "EMPTY", "");
+	char *out = NULL, err[300] = "";
+	int r = recipe_env_expand(value, env, &out, err, sizeof(err));
+	ok(r == 0 && out && streq(out, want), "ENV '%s' -> '%s' (got '%s' %s)", value, want,
+	   out ? out : "(null)", err);
+	free(out);
+	json_decref(env);
+}
+
+static void test_env_expand(void)
+{
+	expands("plain", "plain");
+	expands("", "");
+	expands("$HOME/bin", "/root/bin");
+	expands("${HOME}x", "/rootx");
+	expands("/opt/bin:$PATH", "/opt/bin:" RECIPE_DEFAULT_PATH);
+	expands("$UNSET.", ".");
+	expands("${UNSET:-dflt}", "dflt");
+	expands("${EMPTY:-dflt}", "dflt");
+	expands("${X:-dflt}", "a b");
+	expands("${X:+alt}", "alt");
+	expands("${UNSET:+alt}", "");
+	expands("\\$HOME", "$HOME");
+	expands("\\\\$HOME", "\\/root");
+	expands("\\\\", "\\");
+	expands("cost: \\$5", "cost: $5");
+	expands("$", "$");
+	expands("a$1", "a$1");
+	expands("100%", "100%");
+	char *out = NULL, err[300] = "";
+	json_t *env = json_object();
+	is_int(recipe_env_expand("${HOME", env, &out, err, sizeof(err)), -EINVAL,
+	       "unterminated ${ refused");
+	ok(strstr(err, "bad substitution") != NULL, "with a message: %s", err);
+	is_int(recipe_env_expand("${A:?x}", env, &out, err, sizeof(err)), -EINVAL,
+	       "unsupported ${A:?x} refused");
+	json_decref(env);
+}
+
 int main(void)
 {
+	test_env_expand();
+
 	struct recipe r;
 	char err[512];
 

@@ -245,8 +245,8 @@ static void test_whiteouts(void)
 	ok(fstatat(dfd, "etc/.wh.motd", &st, AT_SYMLINK_NOFOLLOW) < 0, "no .wh. file left");
 	char v[4] = { 0 };
 	_cleanup_close_ int cfd = openat(dfd, "var/cache", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	ok(fgetxattr(cfd, "trusted.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y',
-	   "opaque marker became trusted.overlay.opaque=y");
+	ok(fgetxattr(cfd, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y',
+	   "opaque marker became user.overlay.opaque=y");
 	ok(file_is(dfd, "var/cache/kept", "k"), "the layer's own files in an opaque dir stay");
 
 	_cleanup_close_ int plain = fresh_dest("plain-wh");
@@ -254,7 +254,7 @@ static void test_whiteouts(void)
 	ok(fstatat(plain, "etc/.wh.motd", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode),
 	   "without OCI whiteouts .wh. names are files");
 
-	/* Overlay-format whiteouts (char 0/0) pass; archive xattrs never set trusted.*. */
+	/* Overlay-format whiteouts (char 0/0) pass; archive xattrs never set overlay markers. */
 	_cleanup_close_ int ov = fresh_dest("overlay-wh");
 	struct archive_entry *e = archive_entry_new();
 	static char buf[16384];
@@ -271,6 +271,7 @@ static void test_whiteouts(void)
 	archive_entry_set_filetype(e, AE_IFDIR);
 	archive_entry_set_perm(e, 0755);
 	archive_entry_xattr_add_entry(e, "trusted.overlay.redirect", "/etc", 4);
+	archive_entry_xattr_add_entry(e, "user.overlay.redirect", "/etc", 4);
 	archive_write_header(a, e);
 	archive_entry_free(e);
 	archive_write_close(a);
@@ -281,6 +282,8 @@ static void test_whiteouts(void)
 	_cleanup_close_ int dd = openat(ov, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ok(fgetxattr(dd, "trusted.overlay.redirect", v, sizeof(v)) < 0,
 	   "trusted.overlay.redirect from the archive dropped");
+	ok(fgetxattr(dd, "user.overlay.redirect", v, sizeof(v)) < 0,
+	   "user.overlay.redirect from the archive dropped (the jail's overlays obey user.overlay.*)");
 }
 
 static void test_limits(void)

@@ -982,8 +982,21 @@ static void run_build(struct build *bd)
 			goto out;
 		}
 		if (st->type == STEP_ENV) {
-			for (size_t a = 0; a + 1 < st->n_args; a += 2)
-				json_object_set_new(s.env, st->args[a], json_string(st->args[a + 1]));
+			/* Values see the environment so far (`ENV PATH=/opt/bin:$PATH`), as in
+			 * Docker; every pair of one step sees the state before the step. */
+			_cleanup_json_ json_t *before = json_copy(s.env);
+			char msg[300];
+			for (size_t a = 0; before && a + 1 < st->n_args; a += 2) {
+				char *v = NULL;
+				int er = recipe_env_expand(st->args[a + 1], before, &v, msg, sizeof(msg));
+				if (er < 0) {
+					fail_build(bd, bd->step_name, "%s",
+						   er == -EINVAL ? msg : "out of memory");
+					goto out;
+				}
+				json_object_set_new(s.env, st->args[a], json_string(v));
+				free(v);
+			}
 			build_log(bd, "info", "[builder %zu/%zu] %s", i + 1, n, what);
 			continue;
 		}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common/strbuf.h"
 #include "common/util.h"
 
 #define RECIPE_MAX_STEPS 1000
@@ -181,4 +182,70 @@ void recipe_done(struct recipe *r)
 	free(r->steps);
 	json_decref(r->json);
 	memset(r, 0, sizeof(*r));
+}
+
+static const char *env_lookup(const json_t *env, const char *name, size_t len)
+{
+	char key[256];
+	if (len >= sizeof(key))
+		return NULL;
+	memcpy(key, name, len);
+	key[len] = 0;
+	const char *v = json_string_value(json_object_get(env, key));
+	if (!v && streq(key, "PATH"))
+		v = RECIPE_DEFAULT_PATH;
+	return v;
+}
+
+static bool env_name_char(char c, bool first)
+{
+	return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (!first && c >= '0' && c <= '9');
+}
+
+int recipe_env_expand(const char *value, const json_t *env, char **out, char *err, size_t errlen)
+{
+	_cleanup_strbuf_ struct strbuf b = { 0 };
+	int r = 0;
+	for (const char *p = value; *p && r >= 0;) {
+		if (p[0] == '\\' && (p[1] == '$' || p[1] == '\\')) {
+			r = strbuf_append(&b, p + 1, 1);
+			p += 2;
+			continue;
+		}
+		if (p[0] != '$' || !(p[1] == '{' || env_name_char(p[1], true))) {
+			r = strbuf_append(&b, p++, 1);
+			continue;
+		}
+		if (p[1] != '{') { /* $NAME */
+			const char *n = p + 1, *e = n;
+			while (env_name_char(*e, e == n))
+				e++;
+			const char *v = env_lookup(env, n, (size_t)(e - n));
+			r = v ? strbuf_append(&b, v, strlen(v)) : 0;
+			p = e;
+			continue;
+		}
+		const char *n = p + 2, *e = n; /* ${NAME[:-word|:+word]} */
+		while (env_name_char(*e, e == n))
+			e++;
+		const char *close = strchr(e, '}');
+		if (e == n || !close || (close != e && !(e[0] == ':' && (e[1] == '-' || e[1] == '+')))) {
+			snprintf(err, errlen, "bad substitution in ENV value '%.200s'", value);
+			return -EINVAL;
+		}
+		const char *v = env_lookup(env, n, (size_t)(e - n));
+		bool set = v && *v;
+		if (close == e)
+			r = v ? strbuf_append(&b, v, strlen(v)) : 0;
+		else if (e[1] == '-')
+			r = set ? strbuf_append(&b, v, strlen(v)) : strbuf_append(&b, e + 2, (size_t)(close - e - 2));
+		else
+			r = set ? strbuf_append(&b, e + 2, (size_t)(close - e - 2)) : 0;
+		p = close + 1;
+	}
+	if (r < 0)
+		return -ENOMEM;
+	*out = b.data ? strbuf_steal(&b) : strdup("");
+	return *out ? 0 : -ENOMEM;
 }

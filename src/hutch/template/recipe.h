@@ -33,3 +33,15 @@ struct recipe {
  */
 int recipe_parse(json_t *j, struct recipe *out, char *err, size_t errlen);
 void recipe_done(struct recipe *r);
+
+/* PATH in a sandbox whose template sets none (envd's default). */
+#define RECIPE_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/*
+ * An ENV value with Docker's substitutions against the build's environment `env` (object
+ * str→str): $NAME, ${NAME}, ${NAME:-word}, ${NAME:+word}; `\$` is a literal `$` (what clients
+ * send for a dollar they do not want expanded), `\\` a backslash. An unset NAME is empty, but
+ * PATH falls back to RECIPE_DEFAULT_PATH (a Docker image always sets it; our templates leave it
+ * to envd). Malloc'd in *out; -EINVAL with a message for an unterminated `${`.
+ */
+int recipe_env_expand(const char *value, const json_t *env, char **out, char *err, size_t errlen);

@@ -15,7 +15,9 @@
 #define TAR_BLOCK    (128 * 1024)
 #define WH_PREFIX    ".wh."
 #define WH_OPAQUE    ".wh..wh..opq"
-#define OVL_OPAQUE   "trusted.overlay.opaque"
+/* The jail mounts its overlays with userxattr (in the sandbox's user namespace): overlay reads
+ * its markers from user.overlay.*, not trusted.overlay.*. */
+#define OVL_OPAQUE   "user.overlay.opaque"
 
 struct dir_time {
 	char *path;
@@ -203,11 +205,14 @@ static int clear_slot(int parent, const char *leaf, bool keep_dir, bool *is_dir)
 	return tar_remove_tree_at(parent, leaf);
 }
 
-/* Which archive xattrs may land on disk. trusted.* (overlay's own, e.g. redirect or metacopy,
- * which would make overlay look elsewhere) and security.* other than capabilities never. */
+/* Which archive xattrs may land on disk. Overlay's own markers (trusted.overlay.*, and
+ * user.overlay.* which the jail's userxattr overlays obey: redirect, metacopy, opaque, which
+ * would make overlay look elsewhere), other trusted.* and security.* other than capabilities
+ * never. */
 static bool xattr_allowed(const char *name)
 {
-	return startswith(name, "user.") || streq(name, "security.capability") ||
+	return (startswith(name, "user.") && !startswith(name, "user.overlay.")) ||
+	       streq(name, "security.capability") ||
 	       streq(name, "system.posix_acl_access") || streq(name, "system.posix_acl_default");
 }
 
