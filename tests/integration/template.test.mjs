@@ -41,7 +41,7 @@ function appTemplate() {
     .runCmd(`mkdir -p /opt/app && echo ${nonce} > /opt/app/nonce && python3 -m venv --without-pip /opt/venv`)
     // A deleted file (a whiteout) and a replaced directory (opaque) must survive as a layer.
     .runCmd('rm /etc/debian_version && rm -rf /usr/share/doc && mkdir /usr/share/doc && touch /usr/share/doc/only')
-    .setEnvs({ GREETING: 'hello', APP_MODE: 'test' })
+    .setEnvs({ GREETING: 'hello', APP_MODE: 'test', APP_PATH: '/opt/venv/bin:$PATH', PRICE: '\\$5' })
     .copy('hello.txt', '/home/user/hello.txt', { user: 'user' })
     .copy('site', '/opt/app/site/')
     .setWorkdir('/opt/app')
@@ -60,7 +60,7 @@ function viaFrontDoor(host, p) {
   });
 }
 
-test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; a sandbox from it', opts, async (t) => {
+test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; sandboxes from it, cold and warm', opts, async (t) => {
   const logs = [];
   const t0 = performance.now();
   const info = await Template.build(appTemplate(), name, { cpuCount: 1, memoryMB: 768, onBuildLogs: (e) => logs.push(e) });
@@ -76,9 +76,11 @@ test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; 
     // The start command's server answers as soon as create returns.
     const inside = await sbx.commands.run('curl -s localhost:8000/index.html');
     assert.equal(inside.stdout, `<p>${nonce}</p>\n`);
-    const out = await sbx.commands.run('cat /home/user/hello.txt; echo "$GREETING $APP_MODE"; pwd; id -un; cat /opt/app/nonce; stat -c %U /home/user/hello.txt; test -x /opt/venv/bin/python3 && echo venv');
+    const out = await sbx.commands.run('cat /home/user/hello.txt; echo "$GREETING $APP_MODE"; pwd; id -un; cat /opt/app/nonce; stat -c %U /home/user/hello.txt; test -x /opt/venv/bin/python3 && echo venv; echo "$APP_PATH $PRICE"');
+    // ENV values are expanded against the build's environment (PATH: envd's default), `\$` is a `$`.
     assert.deepEqual(out.stdout.trim().split('\n'), [
-      `hello from the build context ${nonce}`, 'hello test', '/opt/app', 'user', nonce, 'user', 'venv']);
+      `hello from the build context ${nonce}`, 'hello test', '/opt/app', 'user', nonce, 'user', 'venv',
+      '/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin $5']);
     const del = await sbx.commands.run('test -e /etc/debian_version || echo gone; ls -A /usr/share/doc');
     assert.equal(del.stdout, 'gone\nonly\n');
     // The layers' owners came back unshifted: root inside is root, user is 1000.
@@ -106,6 +108,21 @@ test('Template.build from base: RUN, ENV, COPY, WORKDIR, start + ready command; 
   assert.match(text2, /\(0 layers built, 4 from the cache\)/, text2);
   assert.match(text2, /CACHED \[builder 1\/6\]/);
   t.diagnostic(`first build ${first.toFixed(0)} ms, cached rebuild ${second.toFixed(0)} ms (${(first / second).toFixed(1)}x)`);
+
+  // The warm pool keeps sandboxes of this template with the start command already answering.
+  let warm = null;
+  for (let i = 0; i < 60 && !warm; i++) {
+    const s = await Sandbox.create(name, { envs: { FROM_CREATE: 'yes' } });
+    if (h.log().includes(`Sandbox ${s.sandboxId} started from template ${info.templateId} (warm`)) warm = s;
+    else { await s.kill(); await new Promise((r) => setTimeout(r, 500)); }
+  }
+  assert.ok(warm, 'a create of the template was served by the warm pool');
+  try {
+    const r = await warm.commands.run('curl -s localhost:8000/index.html; echo "$GREETING $FROM_CREATE"; pwd');
+    assert.equal(r.stdout, `<p>${nonce}</p>\nhello yes\n/opt/app\n`);
+  } finally {
+    await warm.kill();
+  }
 });
 
 test('a failing step fails the build with its step, exit code and output', opts, async () => {
