@@ -55,7 +55,7 @@ static int sh(const char *fmt, ...)
 static void rm_in_root(const char *name)
 {
 	int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	tar_remove_tree_at(fd, name);
+	rm_rf_at(fd, name);
 	close(fd);
 }
 
@@ -229,7 +229,7 @@ int main(int argc, char **argv)
 	bench_extract(tgz, (uint64_t)st.st_size);
 	bench_registry(tgz);
 	int fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	tar_remove_tree_at(fd, root + 5);
+	rm_rf_at(fd, root + 5);
 	close(fd);
 	return 0;
 }

@@ -1,6 +1,10 @@
 #include "util.h"
 
+#include <dirent.h>
+#include <limits.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 #include <ctype.h>
 
@@ -186,4 +190,77 @@ int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *
 	addr[alen] = 0;
 	*port = (uint16_t)p;
 	return 0;
+}
+
+static int rm_rf_children(int dfd, dev_t dev)
+{
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		int r = -errno;
+		close(dfd);
+		return r;
+	}
+	_cleanup_closedir_ DIR *dir = d;
+	int ret = 0;
+	struct dirent *de;
+	while ((de = readdir(dir))) {
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = ret ?: (errno == ENOENT ? 0 : -errno);
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (st.st_dev != dev) {
+				ret = ret ?: -EBUSY;
+				continue;
+			}
+			int sub = openat(dirfd(dir), de->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sub < 0) {
+				ret = ret ?: -errno;
+				continue;
+			}
+			int r = rm_rf_children(sub, dev);
+			ret = ret ?: r;
+			if (unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+				ret = ret ?: -errno;
+		} else if (unlinkat(dirfd(dir), de->d_name, 0) < 0 && errno != ENOENT)
+			ret = ret ?: -errno;
+	}
+	return ret;
+}
+
+int rm_rf_at(int dirfd, const char *name)
+{
+	struct stat st, parent;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	if (dirfd != AT_FDCWD && fstat(dirfd, &parent) == 0 && parent.st_dev != st.st_dev)
+		return -EBUSY;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	int r = rm_rf_children(fd, st.st_dev);
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+		r = -errno;
+	return r;
+}
+
+int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", path) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -errno : 0;
 }

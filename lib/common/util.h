@@ -29,3 +29,13 @@ int array_reserve(void **p, size_t *cap, size_t need, size_t elem);
 
 /* Splits "ADDR:PORT" (IPv4 or [IPv6]); addr is written to buf. */
 int parse_listen_address(const char *s, char *addr, size_t addr_size, uint16_t *port);
+
+/* Removes `name` under dirfd (AT_FDCWD: a path) and, for a directory, everything below it; never
+ * follows a symlink and never enters another filesystem (-EBUSY: a mount left behind must not be
+ * emptied; also for `name` itself on another filesystem than dirfd). Already gone is success;
+ * otherwise the first error, after removing what it could. */
+int rm_rf_at(int dirfd, const char *name);
+
+/* mkdir -p: creates path's missing parents (0755) and path itself (mode); existing ones are fine.
+ * 0 or -errno (-ENAMETOOLONG beyond PATH_MAX). */
+int mkdir_p(const char *path, mode_t mode);

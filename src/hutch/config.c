@@ -218,45 +218,47 @@ int config_load_file(struct hutch_config *c, const char *path)
 	return r;
 }
 
+const char *const config_option_names[] = {
+	"data-dir",
+	"cache-dir",
+	"listen",
+	"sandbox-listen",
+	"domain",
+	"envd-bundle",
+	"init-path",
+	"mirror",
+	"default-timeout",
+	"max-timeout",
+	"default-cpu",
+	"default-memory",
+	"default-disk",
+	"pids-max",
+	"max-sandboxes",
+	"start-timeout-ms",
+	"max-body",
+	"net-subnet",
+	"net-prefix",
+	"net-warm",
+	"uid-base",
+	"api-idle-timeout",
+	"sandbox-idle-timeout",
+	"conns-per-ip",
+	"warm-sandboxes",
+	"image-dirs",
+};
+const size_t config_option_count = ELEMENTSOF(config_option_names);
+
 int config_load_env(struct hutch_config *c)
 {
-	static const char *const names[] = {
-		"data-dir",
-		"cache-dir",
-		"listen",
-		"sandbox-listen",
-		"domain",
-		"envd-bundle",
-		"init-path",
-		"mirror",
-		"default-timeout",
-		"max-timeout",
-		"default-cpu",
-		"default-memory",
-		"default-disk",
-		"pids-max",
-		"max-sandboxes",
-		"start-timeout-ms",
-		"max-body",
-		"net-subnet",
-		"net-prefix",
-		"net-warm",
-		"uid-base",
-		"api-idle-timeout",
-		"sandbox-idle-timeout",
-		"conns-per-ip",
-		"warm-sandboxes",
-		"image-dirs",
-	};
-	for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+	for (size_t i = 0; i < config_option_count; i++) {
 		char env[64] = "HUTCH_";
 		size_t o = strlen(env);
-		for (const char *p = names[i]; *p && o + 1 < sizeof(env); p++)
+		for (const char *p = config_option_names[i]; *p && o + 1 < sizeof(env); p++)
 			env[o++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 		env[o] = 0;
 		const char *v = getenv(env);
 		if (v && *v) {
-			int r = config_set(c, names[i], v);
+			int r = config_set(c, config_option_names[i], v);
 			if (r < 0)
 				return r;
 		}

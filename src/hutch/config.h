@@ -46,6 +46,10 @@ int config_defaults(struct hutch_config *c, const char *argv0);
 /* Reads a JSON object whose keys are the long flag names ("listen", "max-sandboxes"...). */
 int config_load_file(struct hutch_config *c, const char *path);
 /* Applies HUTCH_<NAME> variables (HUTCH_DATA_DIR, HUTCH_LISTEN, ...). */
+/* Every option's name: the flag (--NAME), the config file key and HUTCH_<NAME> in upper case with
+ * '_' for '-'. */
+extern const char *const config_option_names[];
+extern const size_t config_option_count;
 int config_load_env(struct hutch_config *c);
 /* Sets one option by its flag name; -EINVAL with a message on stderr for bad values. */
 int config_set(struct hutch_config *c, const char *name, const char *value);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "common/util.h"
 #include "template/tar.h"
 #include "fuzz.h"
 
@@ -53,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(count_children(topfd) == 1);
 
 	close(dfd);
-	fuzz_check(tar_remove_tree_at(topfd, "dest") == 0);
+	fuzz_check(rm_rf_at(topfd, "dest") == 0);
 	close(topfd);
 	fuzz_check(rmdir(top) == 0);
 	return 0;

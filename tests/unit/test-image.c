@@ -587,7 +587,7 @@ int main(void)
 		test_debian();
 	}
 	int fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	tar_remove_tree_at(fd, root + 5);
+	rm_rf_at(fd, root + 5);
 	close(fd);
 	return done();
 }

@@ -357,6 +357,6 @@ int main(void)
 	}
 	test_probe();
 	_cleanup_close_ int fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	tar_remove_tree_at(fd, tmp_root + 5);
+	rm_rf_at(fd, tmp_root + 5);
 	return done();
 }

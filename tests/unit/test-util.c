@@ -1,5 +1,7 @@
-/* Time, integer, address and fd helpers. */
+/* Time, integer, address, fd and tree-removal helpers. */
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdint.h>
 #include "common/util.h"
 #include "tap.h"
@@ -221,8 +223,33 @@ static void test_fd_helpers(void)
 	ok(now_realtime_usec() > UINT64_C(1600000000) * 1000000, "now_realtime_usec: after 2020");
 }
 
+static void test_rm_rf(void)
+{
+	char root[] = "/tmp/test-util-rmrf-XXXXXX", outside[] = "/tmp/test-util-keep-XXXXXX";
+	ok(mkdtemp(root) && mkdtemp(outside), "temporary directories");
+	int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int keep = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ok(mkdirat(dfd, "t", 0755) == 0 && mkdirat(dfd, "t/a", 0700) == 0 &&
+	       mkdirat(dfd, "t/a/b", 0) == 0, "a tree, one directory without permissions");
+	close(openat(keep, "precious", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+	close(openat(dfd, "t/a/file", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+	ok(symlinkat(outside, dfd, "t/a/link") == 0, "a symlink to a directory outside");
+	is_int(rm_rf_at(dfd, "t"), 0, "rm_rf_at removes the tree");
+	ok(faccessat(dfd, "t", F_OK, AT_SYMLINK_NOFOLLOW) < 0, "the tree is gone");
+	ok(faccessat(keep, "precious", F_OK, 0) == 0, "the symlink's target is untouched");
+	is_int(rm_rf_at(dfd, "t"), 0, "removing what is gone succeeds");
+	close(openat(dfd, "plain", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+	is_int(rm_rf_at(dfd, "plain"), 0, "a plain file");
+	ok(faccessat(dfd, "plain", F_OK, 0) < 0, "the file is gone");
+	close(dfd);
+	close(keep);
+	is_int(rm_rf_at(AT_FDCWD, outside), 0, "a path with AT_FDCWD");
+	is_int(rm_rf_at(AT_FDCWD, root), 0, "the root");
+}
+
 int main(void)
 {
+	test_rm_rf();
 	test_rfc3339();
 	test_parse_u64();
 	test_listen_address();

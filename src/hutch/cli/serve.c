@@ -23,35 +23,6 @@
 #include "template/builder.h"
 #include "template/template.h"
 
-static const char *const option_names[] = {
-	"data-dir",
-	"cache-dir",
-	"listen",
-	"sandbox-listen",
-	"domain",
-	"envd-bundle",
-	"init-path",
-	"mirror",
-	"default-timeout",
-	"max-timeout",
-	"default-cpu",
-	"default-memory",
-	"default-disk",
-	"pids-max",
-	"max-sandboxes",
-	"start-timeout-ms",
-	"max-body",
-	"net-subnet",
-	"net-prefix",
-	"net-warm",
-	"uid-base",
-	"api-idle-timeout",
-	"sandbox-idle-timeout",
-	"conns-per-ip",
-	"warm-sandboxes",
-	"image-dirs",
-};
-
 static void serve_usage(FILE *f)
 {
 	fprintf(f,
@@ -61,8 +32,8 @@ static void serve_usage(FILE *f)
 		"Runs the E2B-compatible REST API (default 127.0.0.1:3000) and the sandbox\n"
 		"front door (default 127.0.0.1:49983). Needs root.\n\nOptions (also as "
 		"HUTCH_<NAME> variables and config file keys):\n");
-	for (size_t i = 0; i < ELEMENTSOF(option_names); i++)
-		fprintf(f, "  --%s\n", option_names[i]);
+	for (size_t i = 0; i < config_option_count; i++)
+		fprintf(f, "  --%s\n", config_option_names[i]);
 }
 
 static void hash_key(const char *key, uint8_t out[32])
@@ -215,10 +186,13 @@ static int lock_instance(const struct hutch_config *cfg, int lock_fds[2])
 static int parse_args(int argc, char **argv, struct hutch_config *cfg, enum log_level *level)
 {
 	enum { OPT_CONFIG = 1000, OPT_LOG_LEVEL, OPT_HELP };
-	struct option opts[ELEMENTSOF(option_names) + 4];
+	struct option opts[64]; /* every config option + 3 + the end */
 	size_t n = 0;
-	for (; n < ELEMENTSOF(option_names); n++)
-		opts[n] = (struct option){ option_names[n], required_argument, NULL, (int)n };
+	if (config_option_count + 4 > ELEMENTSOF(opts))
+		return log_error_errno(-E2BIG, "Too many options for the argument parser");
+	for (; n < config_option_count; n++)
+		opts[n] =
+		    (struct option){ config_option_names[n], required_argument, NULL, (int)n };
 	opts[n++] = (struct option){ "config", required_argument, NULL, OPT_CONFIG };
 	opts[n++] = (struct option){ "log-level", required_argument, NULL, OPT_LOG_LEVEL };
 	opts[n++] = (struct option){ "help", no_argument, NULL, OPT_HELP };
@@ -233,8 +207,8 @@ static int parse_args(int argc, char **argv, struct hutch_config *cfg, enum log_
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-		if (c >= 0 && c < (int)ELEMENTSOF(option_names)) {
-			if (config_set(cfg, option_names[c], optarg) < 0)
+		if (c >= 0 && c < (int)config_option_count) {
+			if (config_set(cfg, config_option_names[c], optarg) < 0)
 				return -EINVAL;
 		} else if (c == OPT_CONFIG) {
 			continue;

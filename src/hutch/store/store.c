@@ -756,6 +756,37 @@ int store_key_count(struct store *s)
 
 /* ---- templates ---- */
 
+/* Reads every row of st into a malloc'd array of `elem`-byte records through read(); on an error
+ * the records read so far are cleared (clear may be NULL) and the array freed. */
+static int read_rows(struct store *s, sqlite3_stmt *st, size_t elem,
+		     int (*read)(sqlite3_stmt *st, void *rec), void (*clear)(void *rec), void **out,
+		     size_t *n)
+{
+	char *arr = NULL;
+	size_t len = 0, cap = 0;
+	int r;
+	while ((r = step(s, st)) > 0) {
+		if (array_reserve((void **)&arr, &cap, len + 1, elem) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+		memset(arr + len * elem, 0, elem);
+		r = read(st, arr + len * elem);
+		if (r < 0)
+			break;
+		len++;
+	}
+	if (r < 0) {
+		for (size_t i = 0; clear && i < len; i++)
+			clear(arr + i * elem);
+		free(arr);
+		return r;
+	}
+	*out = arr;
+	*n = len;
+	return 0;
+}
+
 static int read_template(sqlite3_stmt *st, struct template_rec *t)
 {
 	memset(t, 0, sizeof(*t));
@@ -833,38 +864,27 @@ int store_template_get(struct store *s, const char *id_or_alias, struct template
 	return 0;
 }
 
+static int read_template_row(sqlite3_stmt *st, void *rec)
+{
+	return read_template(st, rec);
+}
+
+static void template_rec_clear_row(void *rec)
+{
+	template_rec_clear(rec);
+}
+
 int store_template_list(struct store *s, struct template_rec **out, size_t *n)
 {
-	struct template_rec *arr = NULL;
-	size_t len = 0, cap = 0;
-	int r;
-
 	if (!s || !out || !n)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_TPL_LIST, &st);
+	int r = stmt_get(s, ST_TPL_LIST, &st);
 	if (r < 0)
 		return r;
-	while ((r = step(s, st)) > 0) {
-		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		r = read_template(st, &arr[len]);
-		if (r < 0)
-			break;
-		len++;
-	}
-	if (r < 0) {
-		for (size_t i = 0; i < len; i++)
-			template_rec_clear(&arr[i]);
-		free(arr);
-		return r;
-	}
-	*out = arr;
-	*n = len;
-	return 0;
+	return read_rows(s, st, sizeof(**out), read_template_row, template_rec_clear_row,
+			 (void **)out, n);
 }
 
 int store_template_delete(struct store *s, const char *id_or_alias)
@@ -928,10 +948,18 @@ int store_build_get(struct store *s, const char *id, struct build_rec *out)
 	return read_build(st, out);
 }
 
+static int read_build_row(sqlite3_stmt *st, void *rec)
+{
+	return read_build(st, rec);
+}
+
+static void build_rec_clear_row(void *rec)
+{
+	build_rec_clear(rec);
+}
+
 int store_build_list(struct store *s, const char *template_id, struct build_rec **out, size_t *n)
 {
-	struct build_rec *arr = NULL;
-	size_t len = 0, cap = 0;
 	if (!s || isempty(template_id) || !out || !n)
 		return -EINVAL;
 	STORE_LOCKED(s);
@@ -940,25 +968,8 @@ int store_build_list(struct store *s, const char *template_id, struct build_rec 
 	if (r < 0)
 		return r;
 	bind_text(st, 1, template_id);
-	while ((r = step(s, st)) > 0) {
-		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		r = read_build(st, &arr[len]);
-		if (r < 0)
-			break;
-		len++;
-	}
-	if (r < 0) {
-		for (size_t i = 0; i < len; i++)
-			build_rec_clear(&arr[i]);
-		free(arr);
-		return r;
-	}
-	*out = arr;
-	*n = len;
-	return 0;
+	return read_rows(s, st, sizeof(**out), read_build_row, build_rec_clear_row, (void **)out,
+			 n);
 }
 
 int store_build_fail_unfinished(struct store *s, const char *message)
@@ -1028,10 +1039,17 @@ int store_tag_delete(struct store *s, const char *template_id, const char *tag)
 	return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
 }
 
+static int read_tag_row(sqlite3_stmt *st, void *rec)
+{
+	struct tag_rec *t = rec;
+	col_copy(st, 0, t->tag, sizeof(t->tag));
+	col_copy(st, 1, t->build_id, sizeof(t->build_id));
+	t->created_ms = sqlite3_column_int64(st, 2);
+	return 0;
+}
+
 int store_tag_list(struct store *s, const char *template_id, struct tag_rec **out, size_t *n)
 {
-	struct tag_rec *arr = NULL;
-	size_t len = 0, cap = 0;
 	if (!s || isempty(template_id) || !out || !n)
 		return -EINVAL;
 	STORE_LOCKED(s);
@@ -1040,23 +1058,7 @@ int store_tag_list(struct store *s, const char *template_id, struct tag_rec **ou
 	if (r < 0)
 		return r;
 	bind_text(st, 1, template_id);
-	while ((r = step(s, st)) > 0) {
-		if (ARRAY_RESERVE(arr, cap, len + 1) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		col_copy(st, 0, arr[len].tag, sizeof(arr[len].tag));
-		col_copy(st, 1, arr[len].build_id, sizeof(arr[len].build_id));
-		arr[len].created_ms = sqlite3_column_int64(st, 2);
-		len++;
-	}
-	if (r < 0) {
-		free(arr);
-		return r;
-	}
-	*out = arr;
-	*n = len;
-	return 0;
+	return read_rows(s, st, sizeof(**out), read_tag_row, NULL, (void **)out, n);
 }
 
 /* ---- sandboxes ---- */

@@ -150,87 +150,12 @@ static int base_layer_name(const struct base_recipe *r, char **name_out)
 	return asprintf(name_out, "base-%s-v%u-%s", r->suite, r->version, hex) < 0 ? -ENOMEM : 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static bool is_dir(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Removes the children of directory dfd (taken over), never following symlinks and never
- * crossing into another filesystem (a mount left behind must not be emptied). */
-static int rm_rf_children(int dfd, dev_t dev)
-{
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int r = -errno;
-		close(dfd);
-		return r;
-	}
-	_cleanup_closedir_ DIR *dir = d;
-	int ret = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			ret = ret ?: -errno;
-			continue;
-		}
-		if (S_ISDIR(st.st_mode)) {
-			if (st.st_dev != dev) {
-				ret = ret ?: -EBUSY;
-				continue;
-			}
-			int sub = openat(dirfd(dir), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub < 0) {
-				ret = ret ?: -errno;
-				continue;
-			}
-			int r = rm_rf_children(sub, dev);
-			ret = ret ?: r;
-			if (unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0)
-				ret = ret ?: -errno;
-		} else if (unlinkat(dirfd(dir), de->d_name, 0) < 0)
-			ret = ret ?: -errno;
-	}
-	return ret;
-}
-
-static int rm_rf(const char *path)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path) < 0 ? -errno : 0;
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = rm_rf_children(fd, st.st_dev);
-	if (rmdir(path) < 0 && r == 0)
-		r = -errno;
-	return r;
-}
 
 extern char **environ;
 
@@ -402,7 +327,7 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 				       BASE_KEYRING);
 
 	/* We hold the lock: a leftover temp tree is an interrupted build. */
-	int r = rm_rf(tmp);
+	int r = rm_rf_at(AT_FDCWD, tmp);
 	if (r < 0)
 		return log_error_errno(r, "Failed to remove the stale build in '%s': %m", tmp);
 	if (mkdir(tmp, 0755) < 0 || (r = mkdir_p(debs, 0755)) < 0)
@@ -412,7 +337,7 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 	    open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
 	if (log_fd < 0) {
 		r = -errno;
-		rm_rf(tmp);
+		rm_rf_at(AT_FDCWD, tmp);
 		return log_error_errno(r, "Failed to open '%s': %m", log_path);
 	}
 
@@ -452,7 +377,7 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 		dprintf(log_fd, "hutch: failed to commit the layer: %s\n", strerror(-r));
 	}
 	append_file(log_fd, dlog);
-	int k = rm_rf(tmp);
+	int k = rm_rf_at(AT_FDCWD, tmp);
 	if (k < 0)
 		log_warn_errno(k, "Failed to remove the failed build in '%s': %m", tmp);
 	log_tail(log_path, r);

@@ -257,7 +257,7 @@ static int rm_tree(const char *path)
 		return -EINVAL;
 	*slash = 0;
 	_cleanup_close_ int dfd = open(copy, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return dfd < 0 ? -errno : tar_remove_tree_at(dfd, slash + 1);
+	return dfd < 0 ? -errno : rm_rf_at(dfd, slash + 1);
 }
 
 /* ---- running a step in a build sandbox ---- */
@@ -400,8 +400,8 @@ static void strip_runtime_files(const char *upper)
 	_cleanup_close_ int dfd = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0)
 		return;
-	tar_remove_tree_at(dfd, ".hutch");
-	tar_remove_tree_at(dfd, ".hutch-old");
+	rm_rf_at(dfd, ".hutch");
+	rm_rf_at(dfd, ".hutch-old");
 	_cleanup_close_ int etc = openat(dfd, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (etc < 0)
 		return;
@@ -1253,20 +1253,6 @@ int builder_status(struct builder *b, const char *template_id, const char *build
 		json_object_set(*out, "reason", reason);
 	json_decref(reason);
 	return *out ? 0 : -ENOMEM;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = 0;
-			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-				return -errno;
-			*p = '/';
-		}
-	return mkdir(tmp, mode) < 0 && errno != EEXIST ? -errno : 0;
 }
 
 int builder_new(struct hutch_config *cfg, struct store *st, struct orchestr *o,

@@ -63,24 +63,6 @@ static int add_layer(struct fetch *f, char *path /* taken */)
 	return 0;
 }
 
-static int mkdir_parents(const char *path, mode_t mode)
-{
-	_cleanup_free_ char *p = strdup(path);
-	if (!p)
-		return -ENOMEM;
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* ---- Debian suites ---------------------------------------------------------------------- */
 
 static const struct {
@@ -277,7 +259,7 @@ static void remove_path(const char *path)
 	*slash = '\0';
 	_cleanup_close_ int dfd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0)
-		tar_remove_tree_at(dfd, slash + 1);
+		rm_rf_at(dfd, slash + 1);
 }
 
 /*
@@ -700,7 +682,7 @@ static void remove_stale(const char *layer_dir)
 		if (startswith(de->d_name, ".tmp-") &&
 		    fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    st.st_mtime + 86400 < now)
-			tar_remove_tree_at(dfd, de->d_name);
+			rm_rf_at(dfd, de->d_name);
 	}
 }
 
@@ -720,7 +702,7 @@ int image_fetch(const char *ref, const struct image_opts *opts, struct image *ou
 	_cleanup_free_ char *layers_raw = NULL;
 	if (asprintf(&layers_raw, "%s/" IMAGE_LAYERS_DIR, cache) < 0)
 		return image_fail(err, -ENOMEM, "out of memory");
-	int r = mkdir_parents(layers_raw, 0755);
+	int r = mkdir_p(layers_raw, 0755);
 	if (r < 0)
 		return image_fail(err, r, "cannot create %s: %s", layers_raw, strerror(-r));
 	/* Absolute paths: the layers are handed to mounts, whatever our cwd. */

@@ -134,61 +134,7 @@ static int open_parent(int root, char *path, bool create, const char **leaf)
 	return fd;
 }
 
-static int remove_tree_children(int dfd, dev_t dev)
-{
-	DIR *d = fdopendir(dfd);
-	if (!d) {
-		int r = -errno;
-		close(dfd);
-		return r;
-	}
-	_cleanup_closedir_ DIR *dir = d;
-	int ret = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-			continue;
-		struct stat st;
-		if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			ret = ret ?: -errno;
-			continue;
-		}
-		if (S_ISDIR(st.st_mode)) {
-			if (st.st_dev != dev) {
-				ret = ret ?: -EBUSY;
-				continue;
-			}
-			int sub = openat(dirfd(dir), de->d_name,
-					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub < 0) {
-				ret = ret ?: -errno;
-				continue;
-			}
-			int r = remove_tree_children(sub, dev);
-			ret = ret ?: r;
-			if (unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR) < 0)
-				ret = ret ?: -errno;
-		} else if (unlinkat(dirfd(dir), de->d_name, 0) < 0)
-			ret = ret ?: -errno;
-	}
-	return ret;
-}
 
-int tar_remove_tree_at(int dest_dfd, const char *name)
-{
-	struct stat st;
-	if (fstatat(dest_dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlinkat(dest_dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-	int fd = openat(dest_dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = remove_tree_children(fd, st.st_dev);
-	if (unlinkat(dest_dfd, name, AT_REMOVEDIR) < 0 && r == 0)
-		r = -errno;
-	return r;
-}
 
 /* Makes room for a new non-directory entry `leaf`: whatever is there goes (a later tar entry
  * replaces an earlier one). With keep_dir, an existing real directory stays (dir over dir). */
@@ -202,7 +148,7 @@ static int clear_slot(int parent, const char *leaf, bool keep_dir, bool *is_dir)
 		*is_dir = true;
 		return 0;
 	}
-	return tar_remove_tree_at(parent, leaf);
+	return rm_rf_at(parent, leaf);
 }
 
 /* Which archive xattrs may land on disk. Overlay's own markers (trusted.overlay.*, and

@@ -72,6 +72,3 @@ bool tar_probe_fd(int fd);
  */
 int tar_path_normalize(const char *path, char *out, size_t out_size);
 
-/* Removes dest_dfd's child `name` and everything under it, never following symlinks and never
- * crossing into another file system. 0 when it is gone (or was never there), else -errno. */
-int tar_remove_tree_at(int dest_dfd, const char *name);

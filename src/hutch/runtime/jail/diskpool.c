@@ -121,7 +121,7 @@ static int rekey_locked(const char *parent, unsigned mb, unsigned keep)
 		return -ENOMEM;
 	}
 	/* Left by a daemon that crashed: its mounts and loop devices are gone already. */
-	jail_rm_rf_at(AT_FDCWD, pool.dir);
+	rm_rf_at(AT_FDCWD, pool.dir);
 	if (mkdir(pool.dir, 0700) < 0)
 		return -errno;
 	pool.mb = mb;
@@ -176,7 +176,7 @@ void jail_diskpool_free(void)
 	pthread_mutex_lock(&pool.lock);
 	flush_locked();
 	if (pool.dir)
-		jail_rm_rf_at(AT_FDCWD, pool.dir);
+		rm_rf_at(AT_FDCWD, pool.dir);
 	pool.parent = (free(pool.parent), NULL);
 	pool.dir = (free(pool.dir), NULL);
 	pool.mb = 0;

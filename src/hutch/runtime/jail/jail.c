@@ -306,7 +306,7 @@ static int jail_destroy(struct runtime_sandbox *rs)
 	int r = jail_cgroup_destroy(&rs->cg);
 	if (r < 0)
 		log_warn_errno(r, "Failed to remove the cgroup of sandbox '%s': %m", spec->id);
-	int q = jail_rm_rf_at(AT_FDCWD, spec->run_dir);
+	int q = rm_rf_at(AT_FDCWD, spec->run_dir);
 	if (q < 0)
 		log_warn_errno(q, "Failed to remove '%s': %m", spec->run_dir);
 	sandbox_free(rs);

@@ -56,8 +56,6 @@ struct jail_spec *jail_spec_free(struct jail_spec *js);
 uint64_t jail_proc_starttime(pid_t pid);
 int jail_pidfile_write(int dirfd, const char *name, pid_t pid);
 int jail_pidfile_read(int dirfd, const char *name, pid_t *pid, uint64_t *starttime);
-/* Removes a tree without following symlinks (the upper layer is sandbox-controlled). */
-int jail_rm_rf_at(int dirfd, const char *name);
 int jail_write_file_at(int dirfd, const char *name, const char *data, mode_t mode);
 
 /* sweep.c */

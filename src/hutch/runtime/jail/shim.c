@@ -601,8 +601,8 @@ static void cleanup(struct shim *s)
 		umount2(path, MNT_DETACH);
 	}
 	unlinkat(s->run_dirfd, JAIL_INIT_PID, 0);
-	jail_rm_rf_at(s->run_dirfd, JAIL_UPPER_DIR);
-	jail_rm_rf_at(s->run_dirfd, JAIL_WORK_DIR);
+	rm_rf_at(s->run_dirfd, JAIL_UPPER_DIR);
+	rm_rf_at(s->run_dirfd, JAIL_WORK_DIR);
 	unlinkat(s->run_dirfd, JAIL_DISK_IMAGE, 0);
 	unlinkat(s->run_dirfd, JAIL_DISK_DIR, AT_REMOVEDIR);
 	unlinkat(s->run_dirfd, JAIL_ROOT_DIR, AT_REMOVEDIR);

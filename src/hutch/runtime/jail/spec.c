@@ -186,47 +186,6 @@ int jail_write_file_at(int dirfd, const char *name, const char *data, mode_t mod
 	return write_all(fd, data, strlen(data));
 }
 
-static int rm_rf_children(int fd)
-{
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	_cleanup_closedir_ DIR *dir = d;
-	int r = 0;
-	struct dirent *de;
-	while ((de = readdir(dir))) {
-		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
-			continue;
-		int q = jail_rm_rf_at(dirfd(dir), de->d_name);
-		if (q < 0 && r == 0)
-			r = q;
-	}
-	return r;
-}
-
-int jail_rm_rf_at(int dirfd, const char *name)
-{
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	/* Never descend into another filesystem (a mount left behind would be emptied). */
-	struct stat parent, self;
-	if (fstat(fd, &self) == 0 && fstat(dirfd, &parent) == 0 && self.st_dev != parent.st_dev) {
-		close(fd);
-		return -EBUSY;
-	}
-	int r = rm_rf_children(fd);
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		return r < 0 ? r : -errno;
-	return r;
-}
-
 char jail_errmsg[512];
 
 int jail_fail(const char *op, const char *what)

@@ -124,14 +124,14 @@ static unsigned sweep_run_dirs(const char *run_root, const char *parent, const c
 		if (streq(name, DISK_POOL_DIR) ||
 		    (startswith(name, ".hutch-disk-") && has_suffix(name, ".tmp"))) {
 			/* The pool's mounts and loop devices went with the dead daemon's fds. */
-			jail_rm_rf_at(dirfd, name);
+			rm_rf_at(dirfd, name);
 			continue;
 		}
 		if (name[0] == '.' || kept(name, keep, n))
 			continue;
 		log_info("Removing sandbox %s left by a previous run", name);
 		destroy_cgroup(parent, name);
-		int r = jail_rm_rf_at(dirfd, name);
+		int r = rm_rf_at(dirfd, name);
 		if (r < 0)
 			log_warn_errno(r, "Failed to remove %s/%s: %m", run_root, name);
 		removed++;
