@@ -102,8 +102,8 @@ static void bench_extract(const char *tgz, uint64_t size)
 		rm_in_root("x-hutch");
 	}
 	double m_ours = median(ours, runs), m_gnu = median(gnu, runs);
-	printf("extract %.1f MB gz, %llu entries, %.1f MB of files (%u runs):\n", (double)size / 1e6,
-	       (unsigned long long)st.entries, (double)st.bytes / 1e6, runs);
+	printf("extract %.1f MB gz, %llu entries, %.1f MB of files (%u runs):\n",
+	       (double)size / 1e6, (unsigned long long)st.entries, (double)st.bytes / 1e6, runs);
 	printf("  tar_extract (safe walk, whiteouts)  median %8.1f ms\n", m_ours);
 	printf("  GNU tar -x --xattrs (baseline)      median %8.1f ms\n", m_gnu);
 	printf("  ratio hutch/GNU tar                        %8.2f\n", m_ours / m_gnu);

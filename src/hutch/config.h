@@ -29,7 +29,7 @@ struct hutch_config {
 	unsigned max_sandboxes;
 	unsigned start_timeout_ms;
 	unsigned warm_sandboxes; /* started, unassigned sandboxes kept per template (0: none) */
-	size_t max_body; /* REST request bodies */
+	size_t max_body;	 /* REST request bodies */
 	/* Connection limits of the API and the front door (lib/http). */
 	unsigned api_idle_timeout_s;	 /* the API closes connections silent this long */
 	unsigned sandbox_idle_timeout_s; /* the front door, likewise (above envd's 50 s pings) */

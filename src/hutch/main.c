@@ -16,7 +16,8 @@ static const struct command commands[] = {
 	{ "serve", cmd_serve, "run the control plane: REST API, sandbox front door, sandboxes" },
 	{ "keys", cmd_keys, "create, list and delete API keys (create|list|delete)" },
 	{ "sandbox", cmd_sandbox, "list, kill and run commands in sandboxes (list|kill|exec)" },
-	{ "template", cmd_template, "build templates from Dockerfiles, list, delete (build|list|delete)" },
+	{ "template", cmd_template,
+	  "build templates from Dockerfiles, list, delete (build|list|delete)" },
 	{ "shim", jail_shim_main, NULL }, /* internal: the per-sandbox supervisor */
 };
 

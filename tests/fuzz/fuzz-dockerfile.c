@@ -98,7 +98,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check_recipe(df);
 		struct dockerfile *again = NULL;
-		fuzz_check(dockerfile_parse((const char *)data, tlen, args, nargs, &again, &err) == 0);
+		fuzz_check(dockerfile_parse((const char *)data, tlen, args, nargs, &again, &err) ==
+			   0);
 		char *a = json_dumps(df->recipe, JSON_COMPACT | JSON_SORT_KEYS);
 		char *b = json_dumps(again->recipe, JSON_COMPACT | JSON_SORT_KEYS);
 		fuzz_check(a && b && strcmp(a, b) == 0);

@@ -29,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t a = 0; a < st->n_args; a++)
 			fuzz_check(st->args[a] != NULL);
 		if (st->type == STEP_COPY) {
-			fuzz_check(st->n_args >= 2 && st->files_hash && strlen(st->files_hash) == 64);
+			fuzz_check(st->n_args >= 2 && st->files_hash &&
+				   strlen(st->files_hash) == 64);
 			fuzz_check(st->args[0][0] != '/' && strstr(st->args[0], "../") == NULL &&
 				   !streq(st->args[0], ".."));
 		}

@@ -41,8 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int dfd = openat(topfd, "dest", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	fuzz_check(dfd >= 0);
 
-	struct tar_opts o = { .oci_whiteouts = data[0] & 1, .max_entries = 2000,
-			      .max_bytes = 8 << 20, .uid = -1, .gid = -1 };
+	struct tar_opts o = { .oci_whiteouts = data[0] & 1,
+			      .max_entries = 2000,
+			      .max_bytes = 8 << 20,
+			      .uid = -1,
+			      .gid = -1 };
 	struct tar_stats st;
 	struct tar_error err = { { 0 } };
 	int r = tar_extract_memory(data + 1, size - 1, dfd, &o, &st, &err);

@@ -54,9 +54,12 @@ static void test_sdk_hash(int fd)
 	static const struct {
 		const char *src, *dest, *hash;
 	} cases[] = {
-		{ "hello.txt", "/app/", "4dd5aecb721a41a82cbb86b502c4bd814c9538f673dbf53143e5ac5f64efd2f4" },
-		{ "*.txt", "/d/", "3c5ac0fcf5eace988b883b92d210d2baddc02c9fc296448c916a584fd1893104" },
-		{ "link", "/l", "f58c6b29b7da76b1056fcca40cc43bcaba735a492e9d53fe5ad0d190bd911de5" },
+		{ "hello.txt", "/app/",
+		  "4dd5aecb721a41a82cbb86b502c4bd814c9538f673dbf53143e5ac5f64efd2f4" },
+		{ "*.txt", "/d/",
+		  "3c5ac0fcf5eace988b883b92d210d2baddc02c9fc296448c916a584fd1893104" },
+		{ "link", "/l",
+		  "f58c6b29b7da76b1056fcca40cc43bcaba735a492e9d53fe5ad0d190bd911de5" },
 	};
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		struct buildctx_files f;
@@ -123,7 +126,8 @@ static void test_glob_ignore(int fd)
 	put("node_modules/m.js", "m", 0644);
 	put("keep.log", "k", 0644);
 	put("drop.log", "d", 0644);
-	check_collect(fd, "sub", &ign, "[sub] [sub/a.c] [sub/deep] [sub/deep/b.c] [sub/deep/x.log]");
+	check_collect(fd, "sub", &ign,
+		      "[sub] [sub/a.c] [sub/deep] [sub/deep/b.c] [sub/deep/x.log]");
 	check_collect(fd, "sub/**/*.c", &ign, "[sub/a.c] [sub/deep/b.c]");
 	check_collect(fd, "*.log", &ign, "[keep.log]");
 	check_collect(fd, ".", &ign,

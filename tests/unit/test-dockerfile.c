@@ -75,9 +75,10 @@ static void test_basics(void)
 	ok(df && !json_object_get(df->recipe, "startCmd"), "no start command without CMD");
 	dockerfile_free(df);
 
-	check_steps("from base\nrun   echo a   \n\n# comment\n  RUN echo b\nUSER root\nWORKDIR /x\n",
-		    "RUN[\"echo a\"] RUN[\"echo b\"] USER[\"root\"] WORKDIR[\"/x\"]",
-		    "keywords case-insensitive, comments, blank lines, indentation");
+	check_steps(
+	    "from base\nrun   echo a   \n\n# comment\n  RUN echo b\nUSER root\nWORKDIR /x\n",
+	    "RUN[\"echo a\"] RUN[\"echo b\"] USER[\"root\"] WORKDIR[\"/x\"]",
+	    "keywords case-insensitive, comments, blank lines, indentation");
 	check_steps("FROM base\nRUN apt-get update && \\\n    apt-get install -y jq \\\n"
 		    "# a comment inside\n\n    curl\nUSER u\nWORKDIR /\n",
 		    "RUN[\"apt-get update &&     apt-get install -y jq     curl\"] USER[\"u\"] "
@@ -120,15 +121,17 @@ static void test_copy(void)
 				      "\"/opt/x y\"]\n",
 				      NULL, 0);
 	_cleanup_free_ char *t = df ? steps_text(df) : NULL;
-	is_str(t,
-	       "WORKDIR[\"/app\"] COPY[\"a.txt\",\"/abs/\",\"user:user\",\"0755\"] "
-	       "COPY[\"dir\",\"/abs/\",\"user:user\",\"0755\"] "
-	       "COPY[\"b\",\"/abs/\",\"user:user\",\"0755\"] ADD[\"data.tar.gz\",\"/app/\",\"\",\"\"] "
-	       "COPY[\"x y\",\"/opt/x y\",\"\",\"\"] USER[\"user\"]",
-	       "COPY: one step per source, flags, relative dest against WORKDIR, JSON form");
+	is_str(
+	    t,
+	    "WORKDIR[\"/app\"] COPY[\"a.txt\",\"/abs/\",\"user:user\",\"0755\"] "
+	    "COPY[\"dir\",\"/abs/\",\"user:user\",\"0755\"] "
+	    "COPY[\"b\",\"/abs/\",\"user:user\",\"0755\"] ADD[\"data.tar.gz\",\"/app/\",\"\",\"\"] "
+	    "COPY[\"x y\",\"/opt/x y\",\"\",\"\"] USER[\"user\"]",
+	    "COPY: one step per source, flags, relative dest against WORKDIR, JSON form");
 	is_int(df ? df->n_copies : 0, 5, "five sources to upload");
 	if (df && df->n_copies == 5) {
-		is_int(df->copies[0].step, 3, "first copy is step 3 (after USER, WORKDIR, WORKDIR)");
+		is_int(df->copies[0].step, 3,
+		       "first copy is step 3 (after USER, WORKDIR, WORKDIR)");
 		is_str(df->copies[1].src, "dir", "source normalised");
 		ok(df->copies[3].add && !df->copies[0].add, "ADD marked");
 		is_int(df->copies[3].line, 4, "ADD line");
@@ -139,10 +142,11 @@ static void test_copy(void)
 	check_steps("FROM base\nCOPY /etc/../x/./y.txt .\nUSER u\nWORKDIR /\n",
 		    "COPY[\"x/y.txt\",\"/\",\"\",\"\"] USER[\"u\"] WORKDIR[\"/\"]",
 		    "a leading / is the context root");
-	check_steps("FROM base\nWORKDIR rel\nWORKDIR ../other/./d\nCOPY *.txt f\nUSER u\n",
-		    "WORKDIR[\"/rel\"] WORKDIR[\"/other/d\"] COPY[\"*.txt\",\"/other/d/f\",\"\",\"\"] "
-		    "USER[\"u\"]",
-		    "relative WORKDIRs, globs kept, file destination");
+	check_steps(
+	    "FROM base\nWORKDIR rel\nWORKDIR ../other/./d\nCOPY *.txt f\nUSER u\n",
+	    "WORKDIR[\"/rel\"] WORKDIR[\"/other/d\"] COPY[\"*.txt\",\"/other/d/f\",\"\",\"\"] "
+	    "USER[\"u\"]",
+	    "relative WORKDIRs, globs kept, file destination");
 	check_error("FROM base\nCOPY ../secret /x\n", 2, "outside the build context", "escape");
 	check_error("FROM base\nCOPY a b /notdir\n", 2, "ending in /", "several sources");
 	check_error("FROM base\n\nCOPY --from=builder /a /b\n", 3, "--from", "COPY --from");
@@ -160,9 +164,10 @@ static void test_env_arg(void)
 		    "ENV[\"PATH\",\"/opt/bin:$PATH\",\"F\",\"${NOPE:-dflt}\"] USER[\"u\"] "
 		    "WORKDIR[\"/\"]",
 		    "ENV: both forms, quotes, escapes; undefined variables left for the builder");
-	check_steps("FROM base\nENV A=old\nENV A=new B=$A\nUSER u\nWORKDIR /\n",
-		    "ENV[\"A\",\"old\"] ENV[\"A\",\"new\",\"B\",\"old\"] USER[\"u\"] WORKDIR[\"/\"]",
-		    "one ENV sees the values from before it");
+	check_steps(
+	    "FROM base\nENV A=old\nENV A=new B=$A\nUSER u\nWORKDIR /\n",
+	    "ENV[\"A\",\"old\"] ENV[\"A\",\"new\",\"B\",\"old\"] USER[\"u\"] WORKDIR[\"/\"]",
+	    "one ENV sees the values from before it");
 
 	char *args[] = { "VERSION=2.0", "UNUSED=1" };
 	struct dockerfile *df =
@@ -243,8 +248,8 @@ static void test_stages_and_misc(void)
 	ok(df != NULL, "ignored instructions parse");
 	is_int(df ? df->n_warnings : 0, 8, "each ignored instruction warns");
 	if (df && df->n_warnings)
-		ok(startswith(df->warnings[0], "line 1: FROM --platform"), "warnings carry lines: %s",
-		   df->warnings[0]);
+		ok(startswith(df->warnings[0], "line 1: FROM --platform"),
+		   "warnings carry lines: %s", df->warnings[0]);
 	_cleanup_free_ char *t = df ? steps_text(df) : NULL;
 	is_str(t, "USER[\"app\"] WORKDIR[\"/\"]", "USER group dropped");
 	dockerfile_free(df);

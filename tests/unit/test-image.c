@@ -165,11 +165,11 @@ static void make_layout(void)
 	    "{s:s,s:s,s:{s:[s,s],s:s,s:s,s:[s]},s:{s:s,s:[s,s]}}", "architecture", oci_host_arch(),
 	    "os", "linux", "config", "Env", "PATH=/bin", "FOO=bar", "WorkingDir", "/work", "User",
 	    "1000:1000", "Cmd", "/bin/sh", "rootfs", "type", "layers", "diff_ids", d1, d2);
-	json_t *manifest = json_pack(
-	    "{s:i,s:s,s:o,s:[o,o]}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST, "config",
-	    blob_json("application/vnd.oci.image.config.v1+json", config), "layers",
-	    blob("application/vnd.oci.image.layer.v1.tar+gzip", g1.p, g1.len),
-	    blob("application/vnd.oci.image.layer.v1.tar", l2.p, l2.len));
+	json_t *manifest =
+	    json_pack("{s:i,s:s,s:o,s:[o,o]}", "schemaVersion", 2, "mediaType", OCI_MT_MANIFEST,
+		      "config", blob_json("application/vnd.oci.image.config.v1+json", config),
+		      "layers", blob("application/vnd.oci.image.layer.v1.tar+gzip", g1.p, g1.len),
+		      blob("application/vnd.oci.image.layer.v1.tar", l2.p, l2.len));
 	json_t *mdesc = blob_json(OCI_MT_MANIFEST, manifest);
 	snprintf(manifest_digest, sizeof(manifest_digest), "%s",
 		 json_string_value(json_object_get(mdesc, "digest")));
@@ -179,9 +179,9 @@ static void make_layout(void)
 			    json_pack("{s:s,s:s}", "os", "linux", "architecture", "s390x-none"));
 	json_object_set_new(ours, "platform",
 			    json_pack("{s:s,s:s}", "os", "linux", "architecture", oci_host_arch()));
-	json_t *multi = blob_json(OCI_MT_INDEX,
-				  json_pack("{s:i,s:s,s:[o,o]}", "schemaVersion", 2, "mediaType",
-					    OCI_MT_INDEX, "manifests", other, ours));
+	json_t *multi =
+	    blob_json(OCI_MT_INDEX, json_pack("{s:i,s:s,s:[o,o]}", "schemaVersion", 2, "mediaType",
+					      OCI_MT_INDEX, "manifests", other, ours));
 	json_object_set_new(mdesc, "annotations",
 			    json_pack("{s:s}", "org.opencontainers.image.ref.name", "v1"));
 	json_object_set_new(multi, "annotations",
@@ -246,10 +246,11 @@ static void test_refs(void)
 	is_int(registry_ref_parse("127.0.0.1:5000/a/b:v1", &r, &err), 0, "ref: with port");
 	ok(streq(r.host, "127.0.0.1:5000") && streq(r.name, "a/b") && streq(r.tag, "v1"),
 	   "ref: host, name, tag");
-	is_int(registry_ref_parse("localhost/x@sha256:"
-				  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-				  &r, &err),
-	       0, "ref: by digest");
+	is_int(
+	    registry_ref_parse("localhost/x@sha256:"
+			       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			       &r, &err),
+	    0, "ref: by digest");
 	ok(streq(r.host, "localhost") && !r.tag[0] && r.digest[0], "ref: digest, no tag");
 	is_int(registry_ref_parse("oven/bun:1.1", &r, &err), 0, "ref: hub user image");
 	ok(streq(r.name, "oven/bun"), "ref: no library/ for two components");
@@ -272,21 +273,23 @@ static void test_refs(void)
 	ok(image_ref_debian("docker.io/library/debian:bookworm-slim", &suite, &slim) && slim,
 	   "docker.io/library/debian:bookworm-slim");
 	ok(image_ref_debian("debian", &suite, &slim) && streq(suite, "bookworm"), "debian");
-	ok(image_ref_debian("docker.io/debian:bookworm", &suite, &slim), "docker.io/debian:bookworm");
+	ok(image_ref_debian("docker.io/debian:bookworm", &suite, &slim),
+	   "docker.io/debian:bookworm");
 	ok(!image_ref_debian("debian:sid", NULL, NULL), "debian:sid is not built here");
 	ok(!image_ref_debian("debianx:12", NULL, NULL), "debianx is not debian");
 	ok(!image_ref_debian("ubuntu:22.04", NULL, NULL), "ubuntu goes to the registry");
 
 	char scheme[16], realm[1024], service[1024], scope[1024];
-	is_int(registry_parse_challenge("Bearer realm=\"https://auth.example/token\","
-					"service=\"registry.example\",scope=\"repository:a/b:pull\"",
-					scheme, realm, service, scope),
-	       0, "challenge parses");
+	is_int(
+	    registry_parse_challenge("Bearer realm=\"https://auth.example/token\","
+				     "service=\"registry.example\",scope=\"repository:a/b:pull\"",
+				     scheme, realm, service, scope),
+	    0, "challenge parses");
 	ok(streq(scheme, "Bearer") && streq(realm, "https://auth.example/token") &&
 	       streq(service, "registry.example") && streq(scope, "repository:a/b:pull"),
 	   "challenge fields");
 	ok(registry_parse_challenge("Bearer realm=\"unterminated", scheme, realm, service, scope) <
-		   0,
+	       0,
 	   "unterminated challenge refused");
 }
 
@@ -478,8 +481,7 @@ out:
 	waitpid(reg, NULL, 0);
 }
 
-static void check_debian(const struct image_opts *o, const char *ref, const char *same,
-			 bool slim)
+static void check_debian(const struct image_opts *o, const char *ref, const char *same, bool slim)
 {
 	struct image img;
 	struct image_error err;
@@ -512,7 +514,8 @@ static void check_debian(const struct image_opts *o, const char *ref, const char
 static void test_registry_basic_auth(void)
 {
 	if (!have("skopeo") || !have("docker-registry")) {
-		skip("skopeo or docker-registry is not installed (scripts/deps.sh)", "registry auth");
+		skip("skopeo or docker-registry is not installed (scripts/deps.sh)",
+		     "registry auth");
 		return;
 	}
 	/* bcrypt of "s3cret", as htpasswd -B makes it. */
@@ -526,10 +529,11 @@ static void test_registry_basic_auth(void)
 	pid_t reg = start_registry(port, "registry-auth", extra);
 	if (!ok(reg > 0, "docker-registry with basic auth listens on 127.0.0.1:%u", port))
 		return;
-	snprintf(cmd, sizeof(cmd),
-		 "skopeo --insecure-policy copy -q --dest-tls-verify=false --dest-creds hutch:s3cret "
-		 "oci:%s:v1 docker://127.0.0.1:%u/private/img:v1",
-		 layout, port);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "skopeo --insecure-policy copy -q --dest-tls-verify=false --dest-creds hutch:s3cret "
+	    "oci:%s:v1 docker://127.0.0.1:%u/private/img:v1",
+	    layout, port);
 	if (!is_int(system(cmd), 0, "skopeo pushes with credentials"))
 		goto out;
 	snprintf(ref, sizeof(ref), "127.0.0.1:%u/private/img:v1", port);

@@ -80,7 +80,8 @@ int main(void)
 		     "{\"type\":\"ENV\",\"args\":[\"A\",\"1\",\"B\",\"two words\"]},"
 		     "{\"type\":\"COPY\",\"args\":[\"src/*.txt\",\"/app/\",\"user\",\"0644\"],"
 		     "\"filesHash\":\"" HASH "\",\"force\":false},"
-		     "{\"type\":\"WORKDIR\",\"args\":[\"/app\"]},{\"type\":\"USER\",\"args\":[\"user\"]}]}",
+		     "{\"type\":\"WORKDIR\",\"args\":[\"/"
+		     "app\"]},{\"type\":\"USER\",\"args\":[\"user\"]}]}",
 		     &r, err, sizeof(err)),
 	       0, "the SDK's recipe parses (%s)", err);
 	is_str(r.from_template, "base", "fromTemplate");

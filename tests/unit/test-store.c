@@ -275,11 +275,12 @@ static void test_builds(struct store *s)
 	ok(streq(bg.status, "building") && json_equal(bg.data, b.data) && bg.created_ms > 0,
 	   "build fields round-trip");
 	build_rec_clear(&bg);
-	is_int(store_build_fail_unfinished(s, "daemon restarted"), 1, "one unfinished build failed");
+	is_int(store_build_fail_unfinished(s, "daemon restarted"), 1,
+	       "one unfinished build failed");
 	is_int(store_build_get(s, "build-1", &bg), 0, "get it again");
 	ok(streq(bg.status, "error") && bg.finished_ms > 0 &&
-	       streq(json_string_value(json_object_get(json_object_get(bg.data, "reason"),
-						       "message")),
+	       streq(json_string_value(
+			 json_object_get(json_object_get(bg.data, "reason"), "message")),
 		     "daemon restarted"),
 	   "marked error with the reason");
 	build_rec_clear(&bg);

@@ -54,7 +54,8 @@ static size_t build(const struct ent *ents, size_t n, int filter, void *buf, siz
 		archive_entry_set_size(e, (la_int64_t)len);
 		if (ents[i].xattr_name)
 			archive_entry_xattr_add_entry(e, ents[i].xattr_name, ents[i].xattr_value,
-						      ents[i].xattr_len ?: strlen(ents[i].xattr_value));
+						      ents[i].xattr_len
+							  ?: strlen(ents[i].xattr_value));
 		if (archive_write_header(a, e) != ARCHIVE_OK)
 			abort();
 		if (len)
@@ -77,8 +78,8 @@ static int fresh_dest(const char *name)
 	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-static int extract(const struct ent *ents, size_t n, int filter, int dfd,
-		   const struct tar_opts *o, struct tar_error *err)
+static int extract(const struct ent *ents, size_t n, int filter, int dfd, const struct tar_opts *o,
+		   struct tar_error *err)
 {
 	static char buf[1 << 20];
 	size_t len = build(ents, n, filter, buf, sizeof(buf));
@@ -105,8 +106,9 @@ static void test_normalize(void)
 	is_int(tar_path_normalize("a/../../b", out, sizeof(out)), -EINVAL, "dotdot refused");
 	is_int(tar_path_normalize("..", out, sizeof(out)), -EINVAL, "bare dotdot refused");
 	is_int(tar_path_normalize("a/..b/c..", out, sizeof(out)), 0, "dots in names are fine");
-	is_int(tar_path_normalize("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-				  out, sizeof(out)),
+	is_int(tar_path_normalize(
+		   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", out,
+		   sizeof(out)),
 	       -ENAMETOOLONG, "too long");
 }
 
@@ -117,7 +119,9 @@ static void test_basic(int filter, const char *what)
 		{ "./usr/bin/", AE_IFDIR, 0755, NULL, 0, 0 },
 		{ "./usr/bin/tool", AE_IFREG, 04755, "#!/bin/sh\necho hi\n", 0, 0,
 		  "security.capability", /* v2, effective, cap_net_bind_service */
-		  "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20 },
+		  "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+		  "\x00",
+		  20 },
 		{ "./home/u/notes", AE_IFREG, 0600, "mine", 1234, 5678, "user.k", "v" },
 		{ "./usr/bin/sh", AE_IFLNK, 0777, "/bin/busybox", 0, 0 },
 		{ "./usr/bin/tool2", 0, 0, "usr/bin/tool", 0, 0 },
@@ -135,15 +139,15 @@ static void test_basic(int filter, const char *what)
 	ok(fstatat(dfd, "usr/bin/tool", &st, 0) == 0 && (st.st_mode & 07777) == 04755,
 	   "%s: setuid mode kept", what);
 	ok(fstatat(dfd, "usr", &st, 0) == 0 && (st.st_mode & 07777) == 0750, "%s: dir mode", what);
-	ok(fstatat(dfd, "usr/bin/tool", &st, 0) == 0 && st.st_mtime == 1700000002,
-	   "%s: file mtime", what);
+	ok(fstatat(dfd, "usr/bin/tool", &st, 0) == 0 && st.st_mtime == 1700000002, "%s: file mtime",
+	   what);
 	ok(fstatat(dfd, "usr", &st, 0) == 0 && st.st_mtime == 1700000000,
 	   "%s: dir mtime kept after its children", what);
 	ok(fstatat(dfd, "home/u/notes", &st, 0) == 0 && st.st_uid == 1234 && st.st_gid == 5678 &&
 	       (st.st_mode & 0777) == 0600,
 	   "%s: unshifted owner kept", what);
-	ok(fstatat(dfd, "home", &st, 0) == 0 && S_ISDIR(st.st_mode),
-	   "%s: missing parents made", what);
+	ok(fstatat(dfd, "home", &st, 0) == 0 && S_ISDIR(st.st_mode), "%s: missing parents made",
+	   what);
 	char v[32] = { 0 };
 	_cleanup_close_ int nfd = openat(dfd, "home/u/notes", O_RDONLY | O_CLOEXEC);
 	ok(fgetxattr(nfd, "user.k", v, sizeof(v)) == 1 && v[0] == 'v', "%s: user xattr", what);
@@ -213,8 +217,10 @@ static void test_escapes(void)
 
 	/* A directory replaced by a file, a file by a directory. */
 	_cleanup_close_ int d2 = fresh_dest("replace-dir");
-	const struct ent swap[] = { { "d/", AE_IFDIR, 0755 },	  { "d/x", AE_IFREG, 0644, "1" },
-				    { "d", AE_IFREG, 0644, "now a file" }, { "f", AE_IFREG, 0644, "f" },
+	const struct ent swap[] = { { "d/", AE_IFDIR, 0755 },
+				    { "d/x", AE_IFREG, 0644, "1" },
+				    { "d", AE_IFREG, 0644, "now a file" },
+				    { "f", AE_IFREG, 0644, "f" },
 				    { "f/", AE_IFDIR, 0700 } };
 	is_int(extract(swap, ELEMENTSOF(swap), 0, d2, NULL, &err), 0, "replacements extract");
 	struct stat st;
@@ -283,7 +289,8 @@ static void test_whiteouts(void)
 	ok(fgetxattr(dd, "trusted.overlay.redirect", v, sizeof(v)) < 0,
 	   "trusted.overlay.redirect from the archive dropped");
 	ok(fgetxattr(dd, "user.overlay.redirect", v, sizeof(v)) < 0,
-	   "user.overlay.redirect from the archive dropped (the jail's overlays obey user.overlay.*)");
+	   "user.overlay.redirect from the archive dropped (the jail's overlays obey "
+	   "user.overlay.*)");
 }
 
 static void test_limits(void)

@@ -230,7 +230,8 @@ static void test_rm_rf(void)
 	int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int keep = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ok(mkdirat(dfd, "t", 0755) == 0 && mkdirat(dfd, "t/a", 0700) == 0 &&
-	       mkdirat(dfd, "t/a/b", 0) == 0, "a tree, one directory without permissions");
+	       mkdirat(dfd, "t/a/b", 0) == 0,
+	   "a tree, one directory without permissions");
 	close(openat(keep, "precious", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
 	close(openat(dfd, "t/a/file", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
 	ok(symlinkat(outside, dfd, "t/a/link") == 0, "a symlink to a directory outside");

@@ -16,10 +16,10 @@
 #include "common/version.h"
 #include "template/builder.h"
 
-#define UPLOAD_MAX_BYTES (4ULL << 30) /* one COPY tarball */
+#define UPLOAD_MAX_BYTES  (4ULL << 30) /* one COPY tarball */
 #define UPLOAD_LINK_TTL_S 3600
-#define NAME_MAX_LEN 100
-#define TAG_MAX_LEN 100
+#define NAME_MAX_LEN	  100
+#define TAG_MAX_LEN	  100
 
 static void iso_time(char *buf, size_t size, int64_t ms)
 {
@@ -117,10 +117,11 @@ int api_template_request_build(struct http_req *req, struct api_req *ar)
 	}
 	json_int_t cpu = ar->srv->cfg->default_cpu, mem = ar->srv->cfg->default_memory_mb;
 	json_t *jc = json_object_get(b, "cpuCount"), *jm = json_object_get(b, "memoryMB");
-	if ((jc && !json_is_null(jc) && (!json_is_integer(jc) || json_integer_value(jc) < 1 ||
-					 json_integer_value(jc) > 64)) ||
-	    (jm && !json_is_null(jm) && (!json_is_integer(jm) || json_integer_value(jm) < 128 ||
-					 json_integer_value(jm) > 1024 * 1024))) {
+	if ((jc && !json_is_null(jc) &&
+	     (!json_is_integer(jc) || json_integer_value(jc) < 1 || json_integer_value(jc) > 64)) ||
+	    (jm && !json_is_null(jm) &&
+	     (!json_is_integer(jm) || json_integer_value(jm) < 128 ||
+	      json_integer_value(jm) > 1024 * 1024))) {
 		json_decref(tags);
 		return api_error(req, 400, "cpuCount must be 1 to 64, memoryMB 128 or more");
 	}
@@ -151,18 +152,19 @@ int api_template_request_build(struct http_req *req, struct api_req *ar)
 		}
 	}
 	struct build_rec br = {
-		.data = json_pack("{s:I, s:I, s:I, s:O}", "cpuCount", cpu, "memoryMB", mem,
-				  "diskMB", (json_int_t)ar->srv->cfg->default_disk_mb, "tags", tags),
+		.data =
+		    json_pack("{s:I, s:I, s:I, s:O}", "cpuCount", cpu, "memoryMB", mem, "diskMB",
+			      (json_int_t)ar->srv->cfg->default_disk_mb, "tags", tags),
 	};
 	snprintf(br.template_id, sizeof(br.template_id), "%s", t.id);
 	snprintf(br.status, sizeof(br.status), "waiting");
 	int r = random_id(br.id, 20);
 	if (r >= 0)
 		r = store_build_put(st, &br);
-	json_t *j = r < 0 ? NULL
-			  : json_pack("{s:s, s:s, s:[s], s:O, s:[s], s:b}", "templateID", t.id,
-				      "buildID", br.id, "names", name, "tags", tags, "aliases",
-				      name, "public", 0);
+	json_t *j =
+	    r < 0 ? NULL
+		  : json_pack("{s:s, s:s, s:[s], s:O, s:[s], s:b}", "templateID", t.id, "buildID",
+			      br.id, "names", name, "tags", tags, "aliases", name, "public", 0);
 	build_rec_clear(&br);
 	template_rec_clear(&t);
 	json_decref(tags);
@@ -386,9 +388,9 @@ int api_template_alias(struct http_req *req, struct api_req *ar)
 		*p = (char)tolower((unsigned char)*p);
 	int r = store_template_get(ar->srv->store, name, &t);
 	bool found = r == 0 && streq(t.alias, name);
-	json_t *j = found ? json_pack("{s:s, s:b}", "templateID", t.id, "public",
-				      streq(t.id, "base"))
-			  : NULL;
+	json_t *j = found
+			? json_pack("{s:s, s:b}", "templateID", t.id, "public", streq(t.id, "base"))
+			: NULL;
 	template_rec_clear(&t);
 	if (!found)
 		return api_error(req, 404, "template alias '%s' not found", ar->id);
@@ -418,15 +420,14 @@ static json_t *template_json(struct api_req *ar, const struct template_rec *t)
 	json_t *names = json_array();
 	if (t->alias[0])
 		json_array_append_new(names, json_string(t->alias));
-	json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:b, s:O, s:O, s:s, s:s, s:n, s:n, s:i,"
-			      " s:i, s:s, s:s}",
-			      "templateID", t->id, "buildID", build_id ? build_id : t->id,
-			      "cpuCount", (int)t->cpu_count, "memoryMB", (int)t->memory_mb,
-			      "diskSizeMB", (int)t->disk_mb, "public", streq(t->id, "base"),
-			      "aliases", names, "names", names, "createdAt", created, "updatedAt",
-			      updated, "createdBy", "lastSpawnedAt", "spawnCount", 0, "buildCount",
-			      (int)n, "envdVersion", t->envd_version, "buildStatus",
-			      status[0] ? status : "ready");
+	json_t *j = json_pack(
+	    "{s:s, s:s, s:i, s:i, s:i, s:b, s:O, s:O, s:s, s:s, s:n, s:n, s:i,"
+	    " s:i, s:s, s:s}",
+	    "templateID", t->id, "buildID", build_id ? build_id : t->id, "cpuCount",
+	    (int)t->cpu_count, "memoryMB", (int)t->memory_mb, "diskSizeMB", (int)t->disk_mb,
+	    "public", streq(t->id, "base"), "aliases", names, "names", names, "createdAt", created,
+	    "updatedAt", updated, "createdBy", "lastSpawnedAt", "spawnCount", 0, "buildCount",
+	    (int)n, "envdVersion", t->envd_version, "buildStatus", status[0] ? status : "ready");
 	json_decref(names);
 	if (j) {
 		json_t *arr = json_array();
@@ -438,13 +439,12 @@ static json_t *template_json(struct api_req *ar, const struct template_rec *t)
 						       : builds[i].created_ms);
 			json_t *d = builds[i].data;
 			json_array_append_new(
-			    arr, json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:s}", "buildID",
-					   builds[i].id, "status", builds[i].status, "createdAt", c,
-					   "updatedAt", f, "cpuCount",
-					   json_object_get(d, "cpuCount") ?: json_integer(0),
-					   "memoryMB",
-					   json_object_get(d, "memoryMB") ?: json_integer(0),
-					   "envdVersion", t->envd_version));
+			    arr, json_pack(
+				     "{s:s, s:s, s:s, s:s, s:O, s:O, s:s}", "buildID", builds[i].id,
+				     "status", builds[i].status, "createdAt", c, "updatedAt", f,
+				     "cpuCount", json_object_get(d, "cpuCount") ?: json_integer(0),
+				     "memoryMB", json_object_get(d, "memoryMB") ?: json_integer(0),
+				     "envdVersion", t->envd_version));
 			if (builds[i].finished_ms)
 				json_object_set_new(json_array_get(arr, json_array_size(arr) - 1),
 						    "finishedAt", json_string(f));
@@ -527,7 +527,8 @@ int api_template_tags_assign(struct http_req *req, struct api_req *ar)
 		return api_error(req, 404, "template '%s' not found", name);
 	}
 	int r = store_tag_get(st, t.id, tag, build_id);
-	if (r < 0 && streq(tag, "default") && json_string_value(json_object_get(t.config, "buildID"))) {
+	if (r < 0 && streq(tag, "default") &&
+	    json_string_value(json_object_get(t.config, "buildID"))) {
 		snprintf(build_id, sizeof(build_id), "%s",
 			 json_string_value(json_object_get(t.config, "buildID")));
 		r = 0;
@@ -542,7 +543,8 @@ int api_template_tags_assign(struct http_req *req, struct api_req *ar)
 	template_rec_clear(&t);
 	if (r < 0)
 		return api_error(req, 500, "cannot assign the tags");
-	return http_respond_json(req, 201, json_pack("{s:s, s:O}", "buildID", build_id, "tags", tags));
+	return http_respond_json(req, 201,
+				 json_pack("{s:s, s:O}", "buildID", build_id, "tags", tags));
 }
 
 int api_template_tags_delete(struct http_req *req, struct api_req *ar)

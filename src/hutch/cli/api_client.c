@@ -32,7 +32,8 @@ long cli_api_json(const struct cli_api *api, const char *method, const char *pat
 	if (!c)
 		return -1;
 	_cleanup_free_ char *url = NULL, *hdr = NULL, *text = NULL;
-	if (asprintf(&url, "%s%s", api->url, path) < 0 || asprintf(&hdr, "X-API-Key: %s", api->key) < 0) {
+	if (asprintf(&url, "%s%s", api->url, path) < 0 ||
+	    asprintf(&hdr, "X-API-Key: %s", api->key) < 0) {
 		curl_easy_cleanup(c);
 		return -1;
 	}
@@ -74,6 +75,8 @@ int cli_api_error(long status, const json_t *resp, const char *what)
 		return 1; /* the transport error is printed already */
 	const char *msg = json_string_value(json_object_get(resp, "message"));
 	fprintf(stderr, "hutch: %s: %ld: %s\n", what, status,
-		msg ? msg : status == 401 ? "invalid API key" : "request failed");
+		msg		? msg
+		: status == 401 ? "invalid API key"
+				: "request failed");
 	return 1;
 }

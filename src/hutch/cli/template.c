@@ -8,14 +8,15 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: hutch template build [-f DOCKERFILE] [--name NAME] [--cpu N] [--memory MB]\n"
-		"                            [--start-cmd CMD] [--ready-cmd CMD] [--build-arg K=V]...\n"
-		"                            [--tag TAG]... [--no-cache] [--dry-run] [DIR]\n"
-		"       hutch template list [--json]\n"
-		"       hutch template delete NAME|ID...\n"
-		"Options: --data-dir DIR (for the API key file). E2B_API_URL and E2B_API_KEY are\n"
-		"honoured as by the SDK. 'hutch template build --help' explains the build.\n");
+	fprintf(
+	    f,
+	    "Usage: hutch template build [-f DOCKERFILE] [--name NAME] [--cpu N] [--memory MB]\n"
+	    "                            [--start-cmd CMD] [--ready-cmd CMD] [--build-arg K=V]...\n"
+	    "                            [--tag TAG]... [--no-cache] [--dry-run] [DIR]\n"
+	    "       hutch template list [--json]\n"
+	    "       hutch template delete NAME|ID...\n"
+	    "Options: --data-dir DIR (for the API key file). E2B_API_URL and E2B_API_KEY are\n"
+	    "honoured as by the SDK. 'hutch template build --help' explains the build.\n");
 }
 
 static const char *field(const json_t *o, const char *k)
@@ -29,7 +30,7 @@ static char *join_names(const json_t *arr)
 	struct strbuf sb = { 0 };
 	size_t i;
 	json_t *v;
-	json_array_foreach(arr, i, v)
+	json_array_foreach (arr, i, v)
 		if (json_is_string(v))
 			strbuf_printf(&sb, "%s%s", sb.len ? "," : "", json_string_value(v));
 	return sb.data ? strbuf_steal(&sb) : strdup("");
@@ -45,7 +46,8 @@ static int do_list(const struct cli_api *api, bool json)
 		return r;
 	}
 	if (!json_is_array(resp)) {
-		fprintf(stderr, "hutch: template list: the API answered something else than a list\n");
+		fprintf(stderr,
+			"hutch: template list: the API answered something else than a list\n");
 		json_decref(resp);
 		return 1;
 	}
@@ -116,8 +118,9 @@ static int do_delete(const struct cli_api *api, char **names, int n)
 		json_t *resp = NULL;
 		long st = cli_api_json(api, "DELETE", path, NULL, &resp);
 		if (st == 200 || st == 204) {
-			printf("Deleted template %s%s%s%s\n", names[i], streq(id, names[i]) ? "" : " (",
-			       streq(id, names[i]) ? "" : id, streq(id, names[i]) ? "" : ")");
+			printf("Deleted template %s%s%s%s\n", names[i],
+			       streq(id, names[i]) ? "" : " (", streq(id, names[i]) ? "" : id,
+			       streq(id, names[i]) ? "" : ")");
 		} else if (st == 404) {
 			fprintf(stderr, "hutch: template delete: no template '%s'\n", names[i]);
 			rc = 1;

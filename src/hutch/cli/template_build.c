@@ -21,7 +21,7 @@
 #include "template/dockerfile.h"
 
 #define MAX_DOCKERFILE (1u << 20)
-#define POLL_MS        200
+#define POLL_MS	       200
 #define MAX_POLL_FAILS 10
 
 struct build_opts {
@@ -35,22 +35,23 @@ struct build_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: hutch template build [OPTIONS] [DIR]\n"
-		"Builds a template from a Dockerfile through the API (E2B_API_URL, E2B_API_KEY).\n"
-		"DIR is the build context (default: .); COPY/ADD sources are relative to it and\n"
-		"its .dockerignore applies.\n"
-		"  -f, --file FILE       the Dockerfile (default: DIR/e2b.Dockerfile, DIR/Dockerfile)\n"
-		"  -n, --name NAME       template name, NAME or NAME:TAG (default: DIR's name)\n"
-		"  -t, --tag TAG         an extra tag for this build (repeatable)\n"
-		"      --cpu N           vCPUs of sandboxes from it (1-32)\n"
-		"      --memory MB       memory of sandboxes from it (>= 128, even)\n"
-		"  -c, --start-cmd CMD   start command (overrides CMD/ENTRYPOINT)\n"
-		"      --ready-cmd CMD   ready command, run until it succeeds (overrides HEALTHCHECK)\n"
-		"      --build-arg K=V   value of an ARG (K alone: from the environment; repeatable)\n"
-		"      --no-cache        rebuild every step\n"
-		"      --dry-run         print the recipe JSON (with files hashes) and stop\n"
-		"      --data-dir DIR    where the API key file is (when E2B_API_KEY is unset)\n");
+	fprintf(
+	    f,
+	    "Usage: hutch template build [OPTIONS] [DIR]\n"
+	    "Builds a template from a Dockerfile through the API (E2B_API_URL, E2B_API_KEY).\n"
+	    "DIR is the build context (default: .); COPY/ADD sources are relative to it and\n"
+	    "its .dockerignore applies.\n"
+	    "  -f, --file FILE       the Dockerfile (default: DIR/e2b.Dockerfile, DIR/Dockerfile)\n"
+	    "  -n, --name NAME       template name, NAME or NAME:TAG (default: DIR's name)\n"
+	    "  -t, --tag TAG         an extra tag for this build (repeatable)\n"
+	    "      --cpu N           vCPUs of sandboxes from it (1-32)\n"
+	    "      --memory MB       memory of sandboxes from it (>= 128, even)\n"
+	    "  -c, --start-cmd CMD   start command (overrides CMD/ENTRYPOINT)\n"
+	    "      --ready-cmd CMD   ready command, run until it succeeds (overrides HEALTHCHECK)\n"
+	    "      --build-arg K=V   value of an ARG (K alone: from the environment; repeatable)\n"
+	    "      --no-cache        rebuild every step\n"
+	    "      --dry-run         print the recipe JSON (with files hashes) and stop\n"
+	    "      --data-dir DIR    where the API key file is (when E2B_API_KEY is unset)\n");
 }
 
 /* ---- reading and parsing ---- */
@@ -135,8 +136,8 @@ static int hash_sources(const char *file, int ctx_fd, const char *dir, struct do
 		char hex[65];
 		r = buildctx_collect(ctx_fd, c->src, &ign, &files);
 		if (r == -ENOENT) {
-			fprintf(stderr, "%s:%u: %s source '%s' matches no file in %s\n", file, c->line,
-				c->add ? "ADD" : "COPY", c->src, dir);
+			fprintf(stderr, "%s:%u: %s source '%s' matches no file in %s\n", file,
+				c->line, c->add ? "ADD" : "COPY", c->src, dir);
 			rc = 1;
 			break;
 		}
@@ -148,8 +149,8 @@ static int hash_sources(const char *file, int ctx_fd, const char *dir, struct do
 			buildctx_files_free(&files);
 		}
 		if (r < 0) {
-			fprintf(stderr, "%s:%u: cannot read '%s' in %s: %s\n", file, c->line, c->src,
-				dir, strerror(-r));
+			fprintf(stderr, "%s:%u: cannot read '%s' in %s: %s\n", file, c->line,
+				c->src, dir, strerror(-r));
 			rc = 1;
 		} else {
 			json_object_set_new(step, "filesHash", json_string(hex));
@@ -214,7 +215,7 @@ static int upload(const char *url, const json_t *headers, int ctx_fd, const char
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/gzip");
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)headers, k, v) {
+	json_object_foreach ((json_t *)headers, k, v) {
 		char line[1024];
 		if (!json_is_string(v) || strcasecmp(k, "content-length") == 0)
 			continue;
@@ -278,8 +279,8 @@ static int upload_sources(const struct cli_api *api, const char *tid, int ctx_fd
 			} else if (url[0] == '/' && asprintf(&full, "%s%s", api->url, url) < 0) {
 				rc = 1;
 			} else {
-				rc = upload(full ? full : url, json_object_get(resp, "headers"), ctx_fd,
-					    df->copies[i].src) < 0;
+				rc = upload(full ? full : url, json_object_get(resp, "headers"),
+					    ctx_fd, df->copies[i].src) < 0;
 				if (!rc)
 					printf("Uploaded '%s'\n", df->copies[i].src);
 			}
@@ -408,8 +409,8 @@ static void log_entry(struct progress *pg, const json_t *e)
 /* What step N of the recipe was, for error messages. */
 static void describe_step(const json_t *recipe, long step, char *buf, size_t size)
 {
-	json_t *s = step >= 1 ? json_array_get(json_object_get(recipe, "steps"), (size_t)step - 1)
-			      : NULL;
+	json_t *s =
+	    step >= 1 ? json_array_get(json_object_get(recipe, "steps"), (size_t)step - 1) : NULL;
 	const char *type = json_string_value(json_object_get(s, "type"));
 	const char *arg = json_string_value(json_array_get(json_object_get(s, "args"), 0));
 	if (type)
@@ -423,7 +424,8 @@ static int wait_build(const struct cli_api *api, const char *tid, const char *bi
 		      const json_t *recipe, const char *name)
 {
 	struct progress pg = { .tty = isatty(STDOUT_FILENO) && !streq(getenv("TERM"), "dumb"),
-			       .t0 = now_usec(), .step = -1 };
+			       .t0 = now_usec(),
+			       .step = -1 };
 	pg.nsteps = json_array_size(json_object_get(recipe, "steps"));
 	pg.cached = calloc(pg.nsteps + 2, sizeof(bool));
 	_cleanup_free_ char *et = cli_api_escape(tid), *eb = cli_api_escape(bid);
@@ -437,8 +439,8 @@ static int wait_build(const struct cli_api *api, const char *tid, const char *bi
 	json_t *final = NULL;
 	while (rc < 0) {
 		char path[1024];
-		snprintf(path, sizeof(path), "/templates/%s/builds/%s/status?logsOffset=%zu", et, eb,
-			 offset);
+		snprintf(path, sizeof(path), "/templates/%s/builds/%s/status?logsOffset=%zu", et,
+			 eb, offset);
 		json_t *resp = NULL;
 		long st = cli_api_json(api, "GET", path, NULL, &resp);
 		if (st != 200) {
@@ -457,7 +459,7 @@ static int wait_build(const struct cli_api *api, const char *tid, const char *bi
 		json_t *entries = json_object_get(resp, "logEntries");
 		size_t i;
 		json_t *e;
-		json_array_foreach(entries, i, e)
+		json_array_foreach (entries, i, e)
 			log_entry(&pg, e);
 		offset += json_array_size(entries);
 		const char *status = json_string_value(json_object_get(resp, "status"));
@@ -536,13 +538,27 @@ static int parse_opts(int argc, char **argv, struct build_opts *o)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "f:n:t:c:h", opts, NULL)) >= 0) {
 		switch (c) {
-		case 'f': o->file = optarg; break;
-		case 'n': o->name = optarg; break;
-		case 'c': o->start_cmd = optarg; break;
-		case 'R': o->ready_cmd = optarg; break;
-		case 'd': o->data_dir = optarg; break;
-		case 'N': o->no_cache = true; break;
-		case 'D': o->dry_run = true; break;
+		case 'f':
+			o->file = optarg;
+			break;
+		case 'n':
+			o->name = optarg;
+			break;
+		case 'c':
+			o->start_cmd = optarg;
+			break;
+		case 'R':
+			o->ready_cmd = optarg;
+			break;
+		case 'd':
+			o->data_dir = optarg;
+			break;
+		case 'N':
+			o->no_cache = true;
+			break;
+		case 'D':
+			o->dry_run = true;
+			break;
 		case 't':
 			if (!*optarg || strpbrk(optarg, " /:")) {
 				fprintf(stderr, "hutch template build: bad tag '%s'\n", optarg);
@@ -559,8 +575,9 @@ static int parse_opts(int argc, char **argv, struct build_opts *o)
 			break;
 		case 'M':
 			if (parse_u64(optarg, &v) < 0 || v < 128 || v > (1u << 20) || v % 2) {
-				fprintf(stderr, "hutch template build: --memory takes an even number "
-						"of MiB, at least 128\n");
+				fprintf(stderr,
+					"hutch template build: --memory takes an even number "
+					"of MiB, at least 128\n");
 				return 2;
 			}
 			o->memory = (long)v;
@@ -572,7 +589,8 @@ static int parse_opts(int argc, char **argv, struct build_opts *o)
 			o->build_args = nb;
 			const char *val = strchr(optarg, '=') ? NULL : getenv(optarg);
 			if (optarg[0] == '=' || !*optarg) {
-				fprintf(stderr, "hutch template build: --build-arg takes KEY=VALUE\n");
+				fprintf(stderr,
+					"hutch template build: --build-arg takes KEY=VALUE\n");
 				return 2;
 			}
 			if (strchr(optarg, '='))
@@ -581,8 +599,12 @@ static int parse_opts(int argc, char **argv, struct build_opts *o)
 				o->n_build_args++;
 			break;
 		}
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (argc - optind > 1) {
@@ -672,7 +694,8 @@ static int build(struct build_opts *o)
 		rc = upload_sources(&api, tid, ctx_fd, df);
 	}
 	if (!rc) {
-		_cleanup_free_ char *path = NULL, *et = cli_api_escape(tid), *eb = cli_api_escape(bid);
+		_cleanup_free_ char *path = NULL, *et = cli_api_escape(tid),
+				    *eb = cli_api_escape(bid);
 		json_t *bresp = NULL;
 		if (!et || !eb || asprintf(&path, "/v2/templates/%s/builds/%s", et, eb) < 0)
 			rc = 1;

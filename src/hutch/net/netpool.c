@@ -23,7 +23,7 @@
 /* Threads destroying released slots: a teardown mostly waits (for the device's references to
  * drop after the link is deleted), and those waits overlap. */
 #define NETPOOL_REAPERS 4
-#define IP_FORWARD	 "/proc/sys/net/ipv4/ip_forward"
+#define IP_FORWARD	"/proc/sys/net/ipv4/ip_forward"
 /* Host-wide, not per pool: whichever pool finds forwarding off records it here, and whichever
  * pool is freed last (no `inet hutch_*` table left) turns it off again, across restarts too. */
 #define IP_FORWARD_MARK "/run/hutch-ip_forward-was-off"

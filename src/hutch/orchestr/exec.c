@@ -183,8 +183,9 @@ int sandbox_exec(struct orchestr *o, struct sandbox *s, const struct exec_opts *
 		return -ETIMEDOUT;
 	}
 	if (rc != CURLE_OK && !es.ended) {
-		snprintf(err, errlen, "%s", es.connect_failed ? "cannot reach envd in the sandbox"
-							      : curl_easy_strerror(rc));
+		snprintf(err, errlen, "%s",
+			 es.connect_failed ? "cannot reach envd in the sandbox"
+					   : curl_easy_strerror(rc));
 		return -EIO;
 	}
 	if (status != 200) {

@@ -422,7 +422,9 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 		.uid_base = o->cfg->uid_base + (uint32_t)s->uid_index * SANDBOX_UID_COUNT,
 		.cpu_count = t->cpu_count ? t->cpu_count : o->cfg->default_cpu,
 		.memory_mb = t->memory_mb ? t->memory_mb : o->cfg->default_memory_mb,
-		.disk_mb = upper_dir ? 0 : t->disk_mb ? t->disk_mb : o->cfg->default_disk_mb,
+		.disk_mb = upper_dir	? 0
+			   : t->disk_mb ? t->disk_mb
+					: o->cfg->default_disk_mb,
 		.upper_dir = upper_dir,
 		.pids_max = o->cfg->pids_max,
 		.hostname = s->id,
@@ -508,18 +510,23 @@ static int run_start_cmd(struct orchestr *o, struct sandbox *s, const json_t *co
 	if (isempty(user))
 		user = "user";
 	if (!isempty(start)) {
-		struct exec_opts so = { .cmd = start, .user = user, .cwd = workdir,
-					.tag = "start", .background = true };
+		struct exec_opts so = { .cmd = start,
+					.user = user,
+					.cwd = workdir,
+					.tag = "start",
+					.background = true };
 		int r = sandbox_exec(o, s, &so, &code, msg, sizeof(msg));
 		if (r < 0)
-			return seterr(err, 500, "the template's start command did not start: %s", msg);
+			return seterr(err, 500, "the template's start command did not start: %s",
+				      msg);
 	}
 	if (isempty(ready))
 		return 0;
 	uint64_t deadline = now_usec() + READY_TIMEOUT_MS * 1000ull;
 	for (;;) {
-		struct exec_opts ro = { .cmd = ready, .user = user, .cwd = workdir,
-					.timeout_ms = READY_RUN_MS };
+		struct exec_opts ro = {
+			.cmd = ready, .user = user, .cwd = workdir, .timeout_ms = READY_RUN_MS
+		};
 		int r = sandbox_exec(o, s, &ro, &code, msg, sizeof(msg));
 		if (r == 0 && code == 0)
 			return 0;
@@ -791,9 +798,10 @@ static int create_cold(struct orchestr *o, const struct template_rec *t,
 		r = seterr(err, 409, "the sandbox was killed while it started");
 		goto fail;
 	}
-	log_info("Sandbox %s started from template %s (net %.1f ms, runtime %.1f ms, record %.1f ms)",
-		 s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
-		 (double)(now_usec() - t2) / 1000);
+	log_info(
+	    "Sandbox %s started from template %s (net %.1f ms, runtime %.1f ms, record %.1f ms)",
+	    s->id, s->template_id, (double)(t1 - t0) / 1000, (double)(t2 - t1) / 1000,
+	    (double)(now_usec() - t2) / 1000);
 	*out = s;
 	return 0;
 
@@ -828,7 +836,8 @@ int orchestr_create(struct orchestr *o, const struct create_request *req, struct
 	json_object_foreach ((json_t *)req->env_vars, name, value)
 		if (!*name || strchr(name, '=')) {
 			template_rec_clear(&t);
-			return seterr(err, 400, "envVars names must be non-empty and contain no '='");
+			return seterr(err, 400,
+				      "envVars names must be non-empty and contain no '='");
 		}
 
 	pthread_mutex_lock(&o->lock);

@@ -43,4 +43,3 @@ void warmpool_want(struct warmpool *p, const struct template_rec *t);
 /* A started member for t's current layers and limits, or NULL when there is none ready; the
  * caller owns it from now on. Also asks for a refill. */
 void *warmpool_take(struct warmpool *p, const struct template_rec *t);
-

@@ -63,8 +63,9 @@ enum stmt_id {
 };
 
 #define KEY_COLS "id, name, mask, created_ms, last_used_ms"
-#define TPL_COLS \
-	"id, alias, layers, cpu_count, memory_mb, disk_mb, envd_version, status, created_ms, config"
+#define TPL_COLS                                                                               \
+	"id, alias, layers, cpu_count, memory_mb, disk_mb, envd_version, status, created_ms, " \
+	"config"
 #define BUILD_COLS "id, template_id, status, data, created_ms, finished_ms"
 #define SBX_COLS                                                                                   \
 	"id, template_id, alias, key_id, state, started_ms, end_ms, cpu_count, memory_mb, "        \
@@ -108,9 +109,10 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_TPL_LIST] = "SELECT " TPL_COLS " FROM templates ORDER BY created_ms, id",
 	[ST_TPL_DELETE] = "DELETE FROM templates WHERE id = (SELECT id FROM templates"
 			  " WHERE id = ?1 OR alias = ?1 ORDER BY id = ?1 DESC LIMIT 1)",
-	[ST_BUILD_PUT] = "INSERT INTO template_builds (" BUILD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-			 " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-			 " data = excluded.data, finished_ms = excluded.finished_ms",
+	[ST_BUILD_PUT] =
+	    "INSERT INTO template_builds (" BUILD_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+	    " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+	    " data = excluded.data, finished_ms = excluded.finished_ms",
 	[ST_BUILD_GET] = "SELECT " BUILD_COLS " FROM template_builds WHERE id = ?1",
 	[ST_BUILD_LIST] = "SELECT " BUILD_COLS " FROM template_builds WHERE template_id = ?1"
 			  " ORDER BY created_ms, id",
@@ -989,7 +991,8 @@ int store_build_fail_unfinished(struct store *s, const char *message)
 
 int store_tag_put(struct store *s, const char *template_id, const char *tag, const char *build_id)
 {
-	if (!s || isempty(template_id) || isempty(build_id) || !fits(tag, sizeof(((struct tag_rec *)0)->tag)) || !*tag)
+	if (!s || isempty(template_id) || isempty(build_id) ||
+	    !fits(tag, sizeof(((struct tag_rec *)0)->tag)) || !*tag)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;

@@ -156,7 +156,6 @@ static bool is_dir(const char *path)
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-
 extern char **environ;
 
 /* A fixed environment for the build: nothing of the caller's leaks in but proxy settings.
@@ -472,7 +471,8 @@ int template_rootfs_ensure(const struct base_template_config *cfg, const struct 
 	}
 
 	if (geteuid() != 0)
-		return log_error_errno(-EPERM, "Building %s needs root (debootstrap); %s is not built yet",
+		return log_error_errno(-EPERM,
+				       "Building %s needs root (debootstrap); %s is not built yet",
 				       rc->what, layer);
 	if (cfg && !isempty(cfg->mirror)) {
 		if (!template_mirror_valid(cfg->mirror))

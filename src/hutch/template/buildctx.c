@@ -229,8 +229,8 @@ static int for_each_entry(struct collector *c, const char *rel,
 			  int (*fn)(struct collector *, const char *, const char *, void *),
 			  void *ud)
 {
-	int fd = openat(c->ctx_fd, *rel ? rel : ".",
-			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd =
+	    openat(c->ctx_fd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return negative_errno();
 	_cleanup_closedir_ DIR *d = fdopendir(fd);
@@ -336,7 +336,8 @@ static int match(struct collector *c, const char *base, const char *rest)
 
 static int cmp_file(const void *a, const void *b)
 {
-	return strcmp(((const struct buildctx_file *)a)->rel, ((const struct buildctx_file *)b)->rel);
+	return strcmp(((const struct buildctx_file *)a)->rel,
+		      ((const struct buildctx_file *)b)->rel);
 }
 
 int buildctx_collect(int ctx_fd, const char *src, const struct buildctx_ignore *ign,
@@ -381,8 +382,8 @@ static void sha_str(struct sha256_ctx *h, const char *s)
 	sha256_update(h, strlen(s), (const uint8_t *)s);
 }
 
-int buildctx_hash(int ctx_fd, const char *src, const char *dest,
-		  const struct buildctx_files *files, char hex[65])
+int buildctx_hash(int ctx_fd, const char *src, const char *dest, const struct buildctx_files *files,
+		  char hex[65])
 {
 	struct sha256_ctx h;
 	sha256_init(&h);

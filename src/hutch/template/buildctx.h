@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 
 struct buildctx_file {
-	char *rel; /* relative to the context; "" is the context directory itself */
+	char *rel;	/* relative to the context; "" is the context directory itself */
 	struct stat st; /* lstat */
 };
 
@@ -53,8 +53,8 @@ int buildctx_collect(int ctx_fd, const char *src, const struct buildctx_ignore *
 void buildctx_files_free(struct buildctx_files *files);
 
 /* The SDK's filesHash of the files (64 hex digits + NUL in hex). Returns 0 or -errno. */
-int buildctx_hash(int ctx_fd, const char *src, const char *dest,
-		  const struct buildctx_files *files, char hex[65]);
+int buildctx_hash(int ctx_fd, const char *src, const char *dest, const struct buildctx_files *files,
+		  char hex[65]);
 
 /* Writes the files as a gzip-compressed tar (pax) to out_fd: paths relative to the context,
  * owner 0:0, modes and mtimes kept, symlinks as symlinks. Returns 0 or -errno. */

@@ -109,9 +109,9 @@ static void log_entry(struct build *bd, const char *level, const char *msg)
 	if (n < BUILD_MAX_LOG_ENTRIES)
 		json_array_append(bd->logs, e);
 	else if (n == BUILD_MAX_LOG_ENTRIES)
-		json_array_append_new(bd->logs,
-				      json_pack("{s:s, s:s, s:s}", "timestamp", ts, "level", "warn",
-						"message", "log limit reached: later lines dropped"));
+		json_array_append_new(
+		    bd->logs, json_pack("{s:s, s:s, s:s}", "timestamp", ts, "level", "warn",
+					"message", "log limit reached: later lines dropped"));
 	pthread_mutex_unlock(&bd->lock);
 	/* A copy in the data dir, for after a restart. */
 	char path[PATH_MAX + 64];
@@ -313,7 +313,8 @@ static int unpack_add_archives(struct prepare *p, const char *staging, uint32_t 
 		struct tar_error terr = { { 0 } };
 		r = tar_extract_path(found[i], dir, &opts, NULL, &terr);
 		if (r < 0)
-			snprintf(p->err, sizeof(p->err), "ADD %s: %s", found[i] + strlen(staging) + 1,
+			snprintf(p->err, sizeof(p->err), "ADD %s: %s",
+				 found[i] + strlen(staging) + 1,
 				 terr.message[0] ? terr.message : strerror(-r));
 		else if (unlink(found[i]) < 0 || rename(dir, found[i]) < 0 ||
 			 chown(found[i], uid_base, uid_base) < 0)
@@ -382,9 +383,11 @@ static const char copy_script[] =
     "      t=\"${dest%/}/${f##*/}\"; rm -rf \"$t\"; cp -a \"$f\" \"$t\"; fix \"$t\"\n"
     "    done\n"
     "  elif [ $todir = 1 ]; then\n"
-    "    mkdir -p \"$dest\"; t=\"${dest%/}/${s##*/}\"; rm -rf \"$t\"; cp -a \"$s\" \"$t\"; fix \"$t\"\n"
+    "    mkdir -p \"$dest\"; t=\"${dest%/}/${s##*/}\"; rm -rf \"$t\"; cp -a \"$s\" \"$t\"; fix "
+    "\"$t\"\n"
     "  else\n"
-    "    mkdir -p \"$(dirname \"$dest\")\"; rm -rf \"$dest\"; cp -a \"$s\" \"$dest\"; fix \"$dest\"\n"
+    "    mkdir -p \"$(dirname \"$dest\")\"; rm -rf \"$dest\"; cp -a \"$s\" \"$dest\"; fix "
+    "\"$dest\"\n"
     "  fi\n"
     "done\n"
     "cd /\n"
@@ -402,7 +405,8 @@ static void strip_runtime_files(const char *upper)
 		return;
 	rm_rf_at(dfd, ".hutch");
 	rm_rf_at(dfd, ".hutch-old");
-	_cleanup_close_ int etc = openat(dfd, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_close_ int etc =
+	    openat(dfd, "etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (etc < 0)
 		return;
 	static const char *const names[] = { "hostname", "hosts", "resolv.conf" };
@@ -487,7 +491,8 @@ static int run_in_sandbox(struct build *bd, struct build_state *s, const struct 
 		struct exec_opts mk = { .cmd = mkdir_script, .sh = true, .envs = envs };
 		r = orchestr_exec(b->o, rec.id, &mk, &code, msg, sizeof(msg));
 		if (r == 0 && code != 0)
-			r = -EIO, snprintf(msg, sizeof(msg), "cannot create workdir %.400s", s->workdir);
+			r = -EIO,
+			snprintf(msg, sizeof(msg), "cannot create workdir %.400s", s->workdir);
 	}
 	if (!stop && r == 0) {
 		struct exec_opts eo = { .envs = envs, .output = step_output, .userdata = bd };
@@ -500,9 +505,9 @@ static int run_in_sandbox(struct build *bd, struct build_state *s, const struct 
 			eo.sh = true;
 			json_object_set_new(envs, "HUTCH_SRC", json_string(st->args[0]));
 			json_object_set_new(envs, "HUTCH_DEST", json_string(st->args[1]));
-			json_object_set_new(envs, "HUTCH_OWNER",
-					    json_string(st->n_args > 2 && *st->args[2] ? st->args[2]
-										 : user));
+			json_object_set_new(
+			    envs, "HUTCH_OWNER",
+			    json_string(st->n_args > 2 && *st->args[2] ? st->args[2] : user));
 			json_object_set_new(envs, "HUTCH_MODE",
 					    json_string(st->n_args > 3 ? st->args[3] : ""));
 		} else {
@@ -626,7 +631,8 @@ static int resolve_image(struct build *bd, struct build_state *s, char *err, siz
 	json_t *reg = json_object_get(rc->json, "fromImageRegistry");
 	const char *rtype = json_string_value(json_object_get(reg, "type"));
 	if (reg && !json_is_null(reg) && (!rtype || !streq(rtype, "registry"))) {
-		snprintf(err, errlen, "fromImageRegistry type '%s' is not supported (only 'registry')",
+		snprintf(err, errlen,
+			 "fromImageRegistry type '%s' is not supported (only 'registry')",
 			 rtype ? rtype : "");
 		return -EOPNOTSUPP;
 	}
@@ -698,7 +704,8 @@ static int resolve_base(struct build *bd, struct build_state *s, json_t **config
 	const struct recipe *rc = &bd->recipe;
 	const char *name = rc->from_template;
 	if (rc->from_image) {
-		if (!streq(rc->from_image, "e2bdev/base") && !streq(rc->from_image, "e2bdev/base:latest")) {
+		if (!streq(rc->from_image, "e2bdev/base") &&
+		    !streq(rc->from_image, "e2bdev/base:latest")) {
 			*config = json_object();
 			return *config ? resolve_image(bd, s, err, errlen) : -ENOMEM;
 		}
@@ -815,16 +822,20 @@ static int finalize(struct build *bd, struct build_state *s, const json_t *confi
 	int code = 0;
 	char msg[512] = "";
 	if (rc->start_cmd) {
-		struct exec_opts so = { .cmd = rc->start_cmd, .user = user, .cwd = wd,
-					.tag = "start", .background = true };
+		struct exec_opts so = { .cmd = rc->start_cmd,
+					.user = user,
+					.cwd = wd,
+					.tag = "start",
+					.background = true };
 		r = orchestr_exec(bd->b->o, rec.id, &so, &code, msg, sizeof(msg));
 		if (r < 0)
 			snprintf(err, errlen, "the start command did not start: %s", msg);
 	}
 	uint64_t deadline = now_usec() + BUILD_READY_TIMEOUT_S * 1000000ull;
 	while (r == 0 && rc->ready_cmd) {
-		struct exec_opts ro = { .cmd = rc->ready_cmd, .user = user, .cwd = wd,
-					.timeout_ms = 10000 };
+		struct exec_opts ro = {
+			.cmd = rc->ready_cmd, .user = user, .cwd = wd, .timeout_ms = 10000
+		};
 		int x = orchestr_exec(bd->b->o, rec.id, &ro, &code, msg, sizeof(msg));
 		if (x == 0 && code == 0)
 			break;
@@ -944,7 +955,8 @@ static int succeed(struct build *bd, struct build_state *s, json_t *config)
 	json_t *tag;
 	json_array_foreach (bd->tags, i, tag)
 		if (r >= 0)
-			r = store_tag_put(bd->b->st, bd->template_id, json_string_value(tag), bd->id);
+			r = store_tag_put(bd->b->st, bd->template_id, json_string_value(tag),
+					  bd->id);
 	if (r < 0)
 		return fail_build(bd, "finalize", "cannot record the template: %s", strerror(-r));
 	set_status(bd, "ready", NULL);
@@ -960,7 +972,8 @@ static void run_build(struct build *bd)
 	uint64_t t0 = now_usec();
 	size_t n = rc->n_steps;
 	snprintf(bd->step_name, sizeof(bd->step_name), "base");
-	build_log(bd, "info", "[base] FROM %s", rc->from_template ? rc->from_template : rc->from_image);
+	build_log(bd, "info", "[base] FROM %s",
+		  rc->from_template ? rc->from_template : rc->from_image);
 	snprintf(s.user, sizeof(s.user), "root");
 	if (resolve_base(bd, &s, &base_config, err, sizeof(err)) < 0) {
 		fail_build(bd, "base", "%s", err);
@@ -988,7 +1001,8 @@ static void run_build(struct build *bd)
 			char msg[300];
 			for (size_t a = 0; before && a + 1 < st->n_args; a += 2) {
 				char *v = NULL;
-				int er = recipe_env_expand(st->args[a + 1], before, &v, msg, sizeof(msg));
+				int er = recipe_env_expand(st->args[a + 1], before, &v, msg,
+							   sizeof(msg));
 				if (er < 0) {
 					fail_build(bd, bd->step_name, "%s",
 						   er == -EINVAL ? msg : "out of memory");
@@ -1012,7 +1026,8 @@ static void run_build(struct build *bd)
 			if (wd[0] == '/')
 				snprintf(abs, sizeof(abs), "%.4000s", wd);
 			else
-				snprintf(abs, sizeof(abs), "%.2000s/%.2000s", s.workdir[0] ? s.workdir : "", wd);
+				snprintf(abs, sizeof(abs), "%.2000s/%.2000s",
+					 s.workdir[0] ? s.workdir : "", wd);
 			snprintf(s.workdir, sizeof(s.workdir), "%.4000s", abs);
 			s.workdir_set = true;
 			if (dir_in_layers(s.layers, abs)) {
@@ -1025,12 +1040,13 @@ static void run_build(struct build *bd)
 		build_log(bd, "info", "[builder %zu/%zu] %s", i + 1, n, what);
 		int r = layer_step(bd, &s, st, key, err, sizeof(err), &cached);
 		if (r < 0) {
-			fail_build(bd, bd->step_name, "Step %zu/%zu (%s) failed: %s", i + 1, n, what,
-				   err);
+			fail_build(bd, bd->step_name, "Step %zu/%zu (%s) failed: %s", i + 1, n,
+				   what, err);
 			goto out;
 		}
 		if (cached)
-			hits++, build_log(bd, "info", "CACHED [builder %zu/%zu] %s", i + 1, n, what);
+			hits++,
+			    build_log(bd, "info", "CACHED [builder %zu/%zu] %s", i + 1, n, what);
 		else
 			built++, build_log(bd, "info", "DONE [builder %zu/%zu] in %.1f s", i + 1, n,
 					   (double)(now_usec() - ts) / 1e6);
@@ -1039,11 +1055,13 @@ static void run_build(struct build *bd)
 	/* What sandboxes of this template start with. */
 	const char *buser = json_string_value(json_object_get(base_config, "user"));
 	const char *bwd = json_string_value(json_object_get(base_config, "workdir"));
-	config = json_pack(
-	    "{s:s, s:O, s:s}", "buildID", bd->id, "envVars", s.env, "user",
-	    s.user_set ? s.user : buser ? buser : "user");
+	config = json_pack("{s:s, s:O, s:s}", "buildID", bd->id, "envVars", s.env, "user",
+			   s.user_set ? s.user
+			   : buser    ? buser
+				      : "user");
 	if (s.workdir_set || bwd)
-		json_object_set_new(config, "workdir", json_string(s.workdir_set ? s.workdir : bwd));
+		json_object_set_new(config, "workdir",
+				    json_string(s.workdir_set ? s.workdir : bwd));
 	if (rc->start_cmd)
 		json_object_set_new(config, "startCmd", json_string(rc->start_cmd));
 	if (rc->ready_cmd)
@@ -1053,7 +1071,8 @@ static void run_build(struct build *bd)
 		goto out;
 	}
 	if (succeed(bd, &s, config) == 0)
-		build_log(bd, "info", "Build finished in %.1f s (%u layers built, %u from the cache)",
+		build_log(bd, "info",
+			  "Build finished in %.1f s (%u layers built, %u from the cache)",
 			  (double)(now_usec() - t0) / 1e6, built, hits);
 out:
 	json_decref(config);
@@ -1203,8 +1222,8 @@ static json_t *logs_from_file(struct builder *b, const char *build_id)
 	return arr;
 }
 
-int builder_status(struct builder *b, const char *template_id, const char *build_id,
-		   size_t offset, json_t **out)
+int builder_status(struct builder *b, const char *template_id, const char *build_id, size_t offset,
+		   json_t **out)
 {
 	json_t *logs = NULL, *reason = NULL;
 	char status[16], tid[64];
@@ -1245,8 +1264,8 @@ int builder_status(struct builder *b, const char *template_id, const char *build
 	size_t i;
 	json_t *e;
 	json_array_foreach (logs, i, e)
-		json_array_append_new(lines, json_string(json_string_value(
-						 json_object_get(e, "message"))));
+		json_array_append_new(
+		    lines, json_string(json_string_value(json_object_get(e, "message"))));
 	*out = json_pack("{s:s, s:s, s:s, s:o, s:o}", "templateID", tid, "buildID", build_id,
 			 "status", status, "logEntries", logs, "logs", lines);
 	if (*out && reason)

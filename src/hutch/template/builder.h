@@ -30,8 +30,8 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 		  json_t *template, struct api_error *err);
 /* TemplateBuildInfo of a build with its log entries from offset on (new reference).
  * -ENOENT when unknown. */
-int builder_status(struct builder *b, const char *template_id, const char *build_id,
-		   size_t offset, json_t **out);
+int builder_status(struct builder *b, const char *template_id, const char *build_id, size_t offset,
+		   json_t **out);
 
 /* Where uploaded COPY tarballs live: DATA/template-files/<hash>. */
 int builder_files_path(struct builder *b, const char *hash, char *path, size_t size);

@@ -196,7 +196,8 @@ static int lex_braced(struct lex *lx, struct word *w)
 	while (j < lx->n && is_name_char(lx->s[j]))
 		j++;
 	if (j == lx->i + 2 || j >= lx->n)
-		return fail(p, "bad substitution: %s", j >= lx->n ? "missing '}'" : "no variable name");
+		return fail(p, "bad substitution: %s",
+			    j >= lx->n ? "missing '}'" : "no variable name");
 	_cleanup_free_ char *name = strndup(lx->s + lx->i + 2, j - lx->i - 2);
 	if (!name)
 		return -ENOMEM;
@@ -235,7 +236,8 @@ static int lex_braced(struct lex *lx, struct word *w)
 	if (unset && lx->keep_unknown) {
 		r = word_add(lx, w, lx->s + start, lx->i - start, lx->s + start, lx->i - start);
 	} else if (op == '-' && (colon ? empty : unset)) {
-		r = word_add(lx, w, arg.out.data ?: "", arg.out.len, arg.enc.data ?: "", arg.enc.len);
+		r = word_add(lx, w, arg.out.data ?: "", arg.out.len, arg.enc.data ?: "",
+			     arg.enc.len);
 	} else if (op == '+') {
 		if (!(colon ? empty : unset))
 			r = word_add(lx, w, arg.out.data ?: "", arg.out.len, arg.enc.data ?: "",
@@ -333,8 +335,9 @@ static int lex_word(struct lex *lx, bool split, char stop, struct word *w)
 static int lex_words(struct parser *p, struct vars *vars, const char *s, bool keep_unknown,
 		     char ***words, char ***encs, size_t *n)
 {
-	struct lex lx = { .p = p, .vars = vars, .s = s, .n = strlen(s),
-			  .keep_unknown = keep_unknown };
+	struct lex lx = {
+		.p = p, .vars = vars, .s = s, .n = strlen(s), .keep_unknown = keep_unknown
+	};
 	char **ws = NULL, **es = NULL;
 	size_t count = 0;
 	int r = 0;
@@ -390,8 +393,9 @@ static int lex_words(struct parser *p, struct vars *vars, const char *s, bool ke
 static int lex_one(struct parser *p, struct vars *vars, const char *s, bool keep_unknown,
 		   char **out, char **enc)
 {
-	struct lex lx = { .p = p, .vars = vars, .s = s, .n = strlen(s),
-			  .keep_unknown = keep_unknown };
+	struct lex lx = {
+		.p = p, .vars = vars, .s = s, .n = strlen(s), .keep_unknown = keep_unknown
+	};
 	struct word w = { 0 };
 	int r = lex_word(&lx, false, 0, &w);
 	if (r >= 0) {
@@ -437,7 +441,7 @@ static char *quote_join(const json_t *argv)
 	_cleanup_strbuf_ struct strbuf sb = { 0 };
 	size_t i;
 	json_t *a;
-	json_array_foreach(argv, i, a) {
+	json_array_foreach (argv, i, a) {
 		_cleanup_free_ char *q = dockerfile_shell_quote(json_string_value(a));
 		if (!q || (i && strbuf_append(&sb, " ", 1) < 0) || strbuf_appends(&sb, q) < 0)
 			return NULL;
@@ -457,7 +461,7 @@ static json_t *parse_exec_form(const char *rest)
 	}
 	size_t i;
 	json_t *a;
-	json_array_foreach(j, i, a) {
+	json_array_foreach (j, i, a) {
 		if (!json_is_string(a) || strlen(json_string_value(a)) != json_string_length(a)) {
 			json_decref(j);
 			return NULL;
@@ -515,7 +519,8 @@ static int normalize_source(struct parser *p, const char *src, char **out)
 		if (len == 1 && s[0] == '.') {
 		} else if (len == 2 && s[0] == '.' && s[1] == '.') {
 			if (!sb.len)
-				return fail(p, "COPY source '%s' is outside the build context", src);
+				return fail(p, "COPY source '%s' is outside the build context",
+					    src);
 			char *slash = strrchr(sb.data, '/');
 			sb.len = slash ? (size_t)(slash - sb.data) : 0;
 			sb.data[sb.len] = 0;
@@ -626,8 +631,7 @@ static int do_from(struct parser *p, const char *rest)
 	r = lex_words(p, &p->global_args, rest, false, &w, NULL, &n);
 	if (r < 0)
 		return r;
-	if (n == 0 || (n != 1 && n != 3) || (n == 3 && strcasecmp(w[1], "AS") != 0) ||
-	    !*w[0]) {
+	if (n == 0 || (n != 1 && n != 3) || (n == 3 && strcasecmp(w[1], "AS") != 0) || !*w[0]) {
 		strv_free(w, n);
 		return fail(p, "FROM takes IMAGE [AS NAME]");
 	}
@@ -649,8 +653,9 @@ static int do_from(struct parser *p, const char *rest)
 		vars_clear(&p->vars);
 		p->vars = keep;
 	} else {
-		r = fail(p, "multi-stage builds are not supported: this FROM does not continue the "
-			    "previous stage; build each stage as a template and use FROM <template>");
+		r = fail(p,
+			 "multi-stage builds are not supported: this FROM does not continue the "
+			 "previous stage; build each stage as a template and use FROM <template>");
 	}
 	free(p->stage_name);
 	p->stage_name = n == 3 ? strdup(w[2]) : NULL;
@@ -726,7 +731,8 @@ static int add_copy(struct parser *p, const char *src, const char *dest, const c
 		return -ENOMEM;
 	df->copies = c;
 	c = &df->copies[df->n_copies];
-	*c = (struct dockerfile_copy){ .step = json_array_size(p->steps), .add = add,
+	*c = (struct dockerfile_copy){ .step = json_array_size(p->steps),
+				       .add = add,
 				       .line = p->line };
 	c->src = strdup(nsrc);
 	c->dest = strdup(dest);
@@ -810,13 +816,14 @@ static int do_copy(struct parser *p, const char *rest, bool add)
 			 kw);
 	_cleanup_free_ char *abs = r >= 0 ? resolve_path(p, dest) : NULL;
 	_cleanup_free_ char *full = NULL;
-	if (r >= 0 && (!abs || asprintf(&full, "%s%s", abs,
-					 dir && !streq(abs, "/") ? "/" : "") < 0))
+	if (r >= 0 &&
+	    (!abs || asprintf(&full, "%s%s", abs, dir && !streq(abs, "/") ? "/" : "") < 0))
 		r = -ENOMEM;
 	for (size_t i = 0; r >= 0 && i + 1 < n; i++) {
 		if (add && is_url(w[i]))
-			r = fail(p, "ADD of a URL or git repository (%s) is not supported: "
-				    "download it in a RUN step",
+			r = fail(p,
+				 "ADD of a URL or git repository (%s) is not supported: "
+				 "download it in a RUN step",
 				 w[i]);
 		else if (!*w[i])
 			r = fail(p, "%s: empty source", kw);
@@ -870,7 +877,8 @@ static int do_env(struct parser *p, const char *rest)
 		while (*v == ' ' || *v == '\t')
 			v++;
 		if (!*v)
-			r = fail(p, "ENV %s needs a value (ENV NAME VALUE or ENV NAME=VALUE)", rest);
+			r = fail(p, "ENV %s needs a value (ENV NAME VALUE or ENV NAME=VALUE)",
+				 rest);
 		n = 1;
 		keys = calloc(1, sizeof(*keys));
 		vals = calloc(1, sizeof(*vals));
@@ -1040,7 +1048,8 @@ static int do_shell(struct parser *p, const char *rest)
 	}
 	json_decref(p->shell);
 	p->shell = argv;
-	if (json_array_size(argv) == 2 && streq(json_string_value(json_array_get(argv, 0)), "/bin/sh") &&
+	if (json_array_size(argv) == 2 &&
+	    streq(json_string_value(json_array_get(argv, 0)), "/bin/sh") &&
 	    streq(json_string_value(json_array_get(argv, 1)), "-c"))
 		p->shell = (json_decref(argv), NULL);
 	return 0;
@@ -1048,8 +1057,8 @@ static int do_shell(struct parser *p, const char *rest)
 
 static int instruction(struct parser *p, const char *kw, const char *rest)
 {
-	static const char *const ignored[] = { "EXPOSE", "LABEL", "MAINTAINER", "VOLUME",
-					       "STOPSIGNAL", "ONBUILD" };
+	static const char *const ignored[] = { "EXPOSE", "LABEL",      "MAINTAINER",
+					       "VOLUME", "STOPSIGNAL", "ONBUILD" };
 	if (strcasecmp(kw, "FROM") == 0)
 		return do_from(p, rest);
 	if (strcasecmp(kw, "ARG") == 0)
@@ -1240,19 +1249,20 @@ static int finish(struct parser *p)
 		if (p->cmd.set && p->cmd.argv) {
 			json_array_extend(argv, p->cmd.argv);
 		} else if (p->cmd.set && p->entrypoint.set) {
-			json_t *sh = p->shell ? json_copy(p->shell) : json_pack("[s,s]", "/bin/sh", "-c");
+			json_t *sh =
+			    p->shell ? json_copy(p->shell) : json_pack("[s,s]", "/bin/sh", "-c");
 			json_array_extend(argv, sh);
 			json_array_append_new(argv, json_string(p->cmd.raw));
 			json_decref(sh);
 		}
 		start = p->cmd.set && !p->cmd.argv && !p->entrypoint.set ? strdup(p->cmd.text)
-									  : quote_join(argv);
+									 : quote_join(argv);
 		json_decref(argv);
 	}
 	if ((p->entrypoint.set || p->cmd.set) && !start)
 		return -ENOMEM;
-	df->recipe = json_pack("{s:s, s:b, s:O}", "fromImage", df->from, "force", 0, "steps",
-			       p->steps);
+	df->recipe =
+	    json_pack("{s:s, s:b, s:O}", "fromImage", df->from, "force", 0, "steps", p->steps);
 	if (!df->recipe)
 		return -ENOMEM;
 	if (start && *start && json_object_set_new(df->recipe, "startCmd", json_string(start)) < 0)
@@ -1293,8 +1303,9 @@ int dockerfile_parse(const char *text, size_t len, char *const *build_args, size
 		     struct dockerfile **out, struct dockerfile_error *err)
 {
 	*err = (struct dockerfile_error){ 0 };
-	struct parser p = { .err = err, .escape = '\\', .build_args = build_args,
-			    .n_build_args = n_build_args };
+	struct parser p = {
+		.err = err, .escape = '\\', .build_args = build_args, .n_build_args = n_build_args
+	};
 	p.df = calloc(1, sizeof(*p.df));
 	p.steps = json_array();
 	p.workdir = strdup("/");

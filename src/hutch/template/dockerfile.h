@@ -40,16 +40,16 @@
 #include <stddef.h>
 
 struct dockerfile_copy {
-	size_t step;  /* index of the COPY/ADD step in the "steps" array */
-	char *src;    /* relative to the build context, normalised, may be a glob */
-	char *dest;   /* absolute */
-	bool add;     /* ADD: a local tar archive source is extracted by the builder */
+	size_t step; /* index of the COPY/ADD step in the "steps" array */
+	char *src;   /* relative to the build context, normalised, may be a glob */
+	char *dest;  /* absolute */
+	bool add;    /* ADD: a local tar archive source is extracted by the builder */
 	unsigned line;
 };
 
 struct dockerfile {
 	json_t *recipe; /* TemplateBuildStartV2 without filesHash (owned) */
-	char *from;     /* the FROM reference, substituted (also recipe.fromImage) */
+	char *from;	/* the FROM reference, substituted (also recipe.fromImage) */
 	struct dockerfile_copy *copies;
 	size_t n_copies;
 	char **warnings; /* "line N: ..." */

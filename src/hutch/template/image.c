@@ -22,7 +22,7 @@ struct fetch {
 	const char *ref;
 	const struct image_opts *o;
 	struct image_opts defaults;
-	char *cache;	/* absolute */
+	char *cache;	 /* absolute */
 	char *layer_dir; /* <cache>/image-layers, absolute */
 	struct image *img;
 	struct image_error *err;
@@ -148,9 +148,8 @@ static void log_tail_line(const char *path, char *out, size_t size)
 	if (fd < 0)
 		return;
 	off_t end = lseek(fd, 0, SEEK_END);
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, end > (off_t)sizeof(buf) - 1
-							 ? end - (off_t)sizeof(buf) + 1
-							 : 0);
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1,
+			  end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
 	if (n <= 0)
 		return;
 	buf[n] = '\0';
@@ -196,8 +195,8 @@ static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 	}
 	snprintf(f->img->id, sizeof(f->img->id), "%s", name);
 	f->img->config = json_pack(
-	    "{s:[s],s:[s]}", "Env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	    "Cmd", "bash");
+	    "{s:[s],s:[s]}", "Env",
+	    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "Cmd", "bash");
 	if (!f->img->config) {
 		free(layer);
 		return image_fail(f->err, -ENOMEM, "out of memory");
@@ -282,8 +281,9 @@ static int layer_extract(struct fetch *f, const char *digest, int fd, const char
 		remove_path(tmp);
 		return image_fail(f->err, r, "cannot open %s: %s", tmp, strerror(-r));
 	}
-	struct tar_opts o = { .oci_whiteouts = true, .max_bytes = f->o->max_layer_bytes,
-			      .uid = -1, .gid = -1 };
+	struct tar_opts o = {
+		.oci_whiteouts = true, .max_bytes = f->o->max_layer_bytes, .uid = -1, .gid = -1
+	};
 	struct tar_stats st;
 	struct tar_error te = { { 0 } };
 	uint64_t start = now_usec();
@@ -386,8 +386,9 @@ static int local_path(struct fetch *f, const char *path, char **real)
 			return 0;
 		}
 	}
-	return image_fail(f->err, -EPERM, "%s: the path is outside the directories allowed for "
-					  "local images",
+	return image_fail(f->err, -EPERM,
+			  "%s: the path is outside the directories allowed for "
+			  "local images",
 			  f->ref);
 }
 
@@ -521,15 +522,14 @@ static int fetch_docker_archive(struct fetch *f, const char *path)
 		goto out;
 	}
 	if ((r = read_beneath(dfd, "manifest.json", OCI_MAX_DOCUMENT, &doc, &len)) < 0) {
-		r = image_fail(f->err, r, "%s: no manifest.json (%s): not a docker archive",
-			       f->ref, strerror(-r));
+		r = image_fail(f->err, r, "%s: no manifest.json (%s): not a docker archive", f->ref,
+			       strerror(-r));
 		goto out;
 	}
 	if ((r = oci_docker_manifest_parse(doc, len, &cfg_path, &layers, &n_layers, f->err)) < 0)
 		goto out;
 	if ((r = read_beneath(dfd, cfg_path, OCI_MAX_CONFIG, &cfg, &cfg_len)) < 0) {
-		r = image_fail(f->err, r, "%s: cannot read %s: %s", f->ref, cfg_path,
-			       strerror(-r));
+		r = image_fail(f->err, r, "%s: cannot read %s: %s", f->ref, cfg_path, strerror(-r));
 		goto out;
 	}
 	if ((r = apply_config(f, cfg, cfg_len, n_layers, &ids)) < 0)
@@ -607,14 +607,15 @@ static int fetch_registry(struct fetch *f)
 	_cleanup_(oci_manifest_clear) struct oci_manifest m = { 0 };
 	size_t len, cfg_len;
 	char digest[OCI_DIGEST_LEN + 1];
-	progress(f, "FROM %s: %s/%s %s", f->ref, rr.host, rr.name, rr.digest[0] ? rr.digest : rr.tag);
+	progress(f, "FROM %s: %s/%s %s", f->ref, rr.host, rr.name,
+		 rr.digest[0] ? rr.digest : rr.tag);
 	const char *reference = rr.digest[0] ? rr.digest : rr.tag;
 	char next[OCI_DIGEST_LEN + 1];
 	for (int depth = 0;; depth++) {
 		free(TAKE_PTR(doc));
 		free(TAKE_PTR(ctype));
-		if ((r = registry_get_manifest(reg, reference, &doc, &len, &ctype, digest, f->err)) <
-		    0)
+		if ((r = registry_get_manifest(reg, reference, &doc, &len, &ctype, digest,
+					       f->err)) < 0)
 			goto out;
 		enum oci_kind kind;
 		if ((r = oci_document_kind(doc, len, ctype, &kind, f->err)) < 0)

@@ -25,11 +25,11 @@
 #include "oci.h"
 
 struct image_opts {
-	const char *cache_dir;		/* NULL: /var/cache/hutch */
-	const char *mirror;		/* Debian mirror; NULL: the machine's apt sources */
+	const char *cache_dir;		 /* NULL: /var/cache/hutch */
+	const char *mirror;		 /* Debian mirror; NULL: the machine's apt sources */
 	const char *username, *password; /* registry credentials (fromImageRegistry), or NULL */
-	const char *const *local_dirs;	/* NULL-terminated; NULL: local images refused */
-	uint64_t max_layer_bytes;	/* per layer, extracted; 0: TAR_DEFAULT_MAX_BYTES */
+	const char *const *local_dirs;	 /* NULL-terminated; NULL: local images refused */
+	uint64_t max_layer_bytes;	 /* per layer, extracted; 0: TAR_DEFAULT_MAX_BYTES */
 	/* Progress lines ("pulling layer 2/5 sha256:… (31.2 MB)"), without newline; may be NULL. */
 	void (*log)(void *userdata, const char *line);
 	void *log_userdata;

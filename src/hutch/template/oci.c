@@ -47,8 +47,8 @@ const char *oci_host_arch(void)
 {
 	static const struct {
 		const char *uname, *oci;
-	} map[] = { { "x86_64", "amd64" },  { "aarch64", "arm64" }, { "armv7l", "arm" },
-		    { "i686", "386" },	    { "ppc64le", "ppc64le" }, { "s390x", "s390x" },
+	} map[] = { { "x86_64", "amd64" },   { "aarch64", "arm64" },   { "armv7l", "arm" },
+		    { "i686", "386" },	     { "ppc64le", "ppc64le" }, { "s390x", "s390x" },
 		    { "riscv64", "riscv64" } };
 	struct utsname u;
 	if (uname(&u) == 0)
@@ -183,7 +183,7 @@ int oci_index_select(const char *buf, size_t len, const char *arch, const char *
 	const json_t *pick = NULL, *unlabelled = NULL;
 	size_t n_unlabelled = 0, i;
 	json_t *m;
-	json_array_foreach(list, i, m) {
+	json_array_foreach (list, i, m) {
 		if (!json_is_object(m))
 			return image_fail(err, -EINVAL, "the image index has a bad entry");
 		if (ref_name) {
@@ -250,8 +250,8 @@ int oci_manifest_parse(const char *buf, size_t len, struct oci_manifest *out,
 		return image_fail(err, -EINVAL, "the image has more than %d layers",
 				  OCI_MAX_LAYERS);
 	struct oci_manifest m = { 0 };
-	int r = descriptor_parse(json_object_get(j, "config"), "the manifest's config", &m.config,
-				 err);
+	int r =
+	    descriptor_parse(json_object_get(j, "config"), "the manifest's config", &m.config, err);
 	if (r < 0)
 		return r;
 	if (json_array_size(layers) &&
@@ -261,7 +261,7 @@ int oci_manifest_parse(const char *buf, size_t len, struct oci_manifest *out,
 	}
 	size_t i;
 	json_t *l;
-	json_array_foreach(layers, i, l) {
+	json_array_foreach (layers, i, l) {
 		char what[48];
 		snprintf(what, sizeof(what), "layer %zu", i + 1);
 		r = descriptor_parse(l, what, &m.layers[m.n_layers], err);
@@ -289,7 +289,7 @@ static bool string_array_ok(const json_t *a)
 		return false;
 	size_t i;
 	json_t *s;
-	json_array_foreach(a, i, s) {
+	json_array_foreach (a, i, s) {
 		if (!json_is_string(s))
 			return false;
 	}
@@ -312,7 +312,7 @@ int oci_config_parse(const char *buf, size_t len, json_t **config_out, json_t **
 		return image_fail(err, -EINVAL, "the image config has no rootfs.diff_ids");
 	size_t i;
 	json_t *d;
-	json_array_foreach(ids, i, d) {
+	json_array_foreach (ids, i, d) {
 		if (!oci_digest_valid(json_string_value(d)))
 			return image_fail(err, -EINVAL, "the image config has a bad diff_id");
 	}
@@ -323,7 +323,8 @@ int oci_config_parse(const char *buf, size_t len, json_t **config_out, json_t **
 	json_t *c = json_object_get(j, "config");
 	if (c && !json_is_null(c)) {
 		if (!json_is_object(c))
-			return image_fail(err, -EINVAL, "the image config's config is not an object");
+			return image_fail(err, -EINVAL,
+					  "the image config's config is not an object");
 		static const char *const arrays[] = { "Env", "Cmd", "Entrypoint" };
 		static const char *const strings[] = { "WorkingDir", "User" };
 		for (size_t k = 0; k < ELEMENTSOF(arrays); k++) {
@@ -395,7 +396,7 @@ int oci_docker_manifest_parse(const char *buf, size_t len, char **config, char *
 		return image_fail(err, -ENOMEM, "out of memory");
 	size_t i;
 	json_t *l;
-	json_array_foreach(ls, i, l) {
+	json_array_foreach (ls, i, l) {
 		if (!(v[i] = member_path(json_string_value(l)))) {
 			oci_strv_free(v);
 			return image_fail(err, -EINVAL, "manifest.json: bad layer path %zu", i + 1);

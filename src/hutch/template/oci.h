@@ -10,13 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OCI_MT_INDEX	     "application/vnd.oci.image.index.v1+json"
-#define OCI_MT_MANIFEST	     "application/vnd.oci.image.manifest.v1+json"
-#define OCI_MT_DOCKER_LIST   "application/vnd.docker.distribution.manifest.list.v2+json"
-#define OCI_MT_DOCKER_MANIF  "application/vnd.docker.distribution.manifest.v2+json"
-#define OCI_MAX_DOCUMENT     (4u << 20) /* manifests and indexes */
-#define OCI_MAX_CONFIG	     (8u << 20)
-#define OCI_DIGEST_LEN	     (7 + 64) /* "sha256:" + hex */
+#define OCI_MT_INDEX	    "application/vnd.oci.image.index.v1+json"
+#define OCI_MT_MANIFEST	    "application/vnd.oci.image.manifest.v1+json"
+#define OCI_MT_DOCKER_LIST  "application/vnd.docker.distribution.manifest.list.v2+json"
+#define OCI_MT_DOCKER_MANIF "application/vnd.docker.distribution.manifest.v2+json"
+#define OCI_MAX_DOCUMENT    (4u << 20) /* manifests and indexes */
+#define OCI_MAX_CONFIG	    (8u << 20)
+#define OCI_DIGEST_LEN	    (7 + 64) /* "sha256:" + hex */
 
 /* Why fetching or reading an image failed, for a build log or an API answer. */
 struct image_error {

@@ -12,7 +12,8 @@
 #define RECIPE_MAX_STEPS 1000
 #define RECIPE_MAX_ARGS	 4096
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -66,19 +67,23 @@ static int parse_step(json_t *js, size_t i, struct recipe_step *st, char *err, s
 		enum recipe_step_type type;
 		size_t min, max;
 	} kinds[] = {
-		{ "RUN", STEP_RUN, 1, 2 },	   { "COPY", STEP_COPY, 2, 4 },
-		{ "ADD", STEP_COPY, 2, 4 },	   { "ENV", STEP_ENV, 2, RECIPE_MAX_ARGS },
-		{ "ARG", STEP_ENV, 1, RECIPE_MAX_ARGS }, { "WORKDIR", STEP_WORKDIR, 1, 1 },
+		{ "RUN", STEP_RUN, 1, 2 },
+		{ "COPY", STEP_COPY, 2, 4 },
+		{ "ADD", STEP_COPY, 2, 4 },
+		{ "ENV", STEP_ENV, 2, RECIPE_MAX_ARGS },
+		{ "ARG", STEP_ENV, 1, RECIPE_MAX_ARGS },
+		{ "WORKDIR", STEP_WORKDIR, 1, 1 },
 		{ "USER", STEP_USER, 1, 1 },
 	};
 	size_t k = 0;
 	while (k < ELEMENTSOF(kinds) && strcasecmp(kinds[k].name, type) != 0)
 		k++;
 	if (k == ELEMENTSOF(kinds))
-		return fail(err, errlen,
-			    "step %zu: unknown step type '%.64s' (RUN, COPY, ADD, ENV, ARG, WORKDIR, "
-			    "USER)",
-			    i + 1, type);
+		return fail(
+		    err, errlen,
+		    "step %zu: unknown step type '%.64s' (RUN, COPY, ADD, ENV, ARG, WORKDIR, "
+		    "USER)",
+		    i + 1, type);
 	st->type = kinds[k].type;
 	st->type_name = kinds[k].name;
 	json_t *args = json_object_get(js, "args");
@@ -98,8 +103,8 @@ static int parse_step(json_t *js, size_t i, struct recipe_step *st, char *err, s
 				    i + 1, kinds[k].name, a + 1);
 	/* ARG NAME[=value] pairs read as ENV when given as k, v pairs; a lone ARG name is "". */
 	if (st->type == STEP_ENV && st->n_args % 2)
-		return fail(err, errlen, "step %zu (%s): arguments come in key, value pairs",
-			    i + 1, kinds[k].name);
+		return fail(err, errlen, "step %zu (%s): arguments come in key, value pairs", i + 1,
+			    kinds[k].name);
 	for (size_t a = 0; st->type == STEP_ENV && a < st->n_args; a += 2)
 		if (!*st->args[a] || strchr(st->args[a], '='))
 			return fail(err, errlen, "step %zu (%s): bad variable name '%.64s'", i + 1,
@@ -230,7 +235,8 @@ int recipe_env_expand(const char *value, const json_t *env, char **out, char *er
 		while (env_name_char(*e, e == n))
 			e++;
 		const char *close = strchr(e, '}');
-		if (e == n || !close || (close != e && !(e[0] == ':' && (e[1] == '-' || e[1] == '+')))) {
+		if (e == n || !close ||
+		    (close != e && !(e[0] == ':' && (e[1] == '-' || e[1] == '+')))) {
 			snprintf(err, errlen, "bad substitution in ENV value '%.200s'", value);
 			return -EINVAL;
 		}
@@ -239,7 +245,8 @@ int recipe_env_expand(const char *value, const json_t *env, char **out, char *er
 		if (close == e)
 			r = v ? strbuf_append(&b, v, strlen(v)) : 0;
 		else if (e[1] == '-')
-			r = set ? strbuf_append(&b, v, strlen(v)) : strbuf_append(&b, e + 2, (size_t)(close - e - 2));
+			r = set ? strbuf_append(&b, v, strlen(v))
+				: strbuf_append(&b, e + 2, (size_t)(close - e - 2));
 		else
 			r = set ? strbuf_append(&b, e + 2, (size_t)(close - e - 2)) : 0;
 		p = close + 1;

@@ -8,15 +8,16 @@
 
 #define REG_MAX_TOKEN	   8192
 #define REG_MAX_TOKEN_BODY (64 * 1024)
-#define REG_ACCEPT                                                                            \
-	"Accept: " OCI_MT_INDEX ", " OCI_MT_MANIFEST ", " OCI_MT_DOCKER_LIST ", " OCI_MT_DOCKER_MANIF
+#define REG_ACCEPT                                                           \
+	"Accept: " OCI_MT_INDEX ", " OCI_MT_MANIFEST ", " OCI_MT_DOCKER_LIST \
+	", " OCI_MT_DOCKER_MANIF
 
 struct registry {
 	struct registry_ref ref;
 	char *base;  /* "https://host/v2/name" */
 	char *token; /* Bearer token once obtained */
 	char *username, *password;
-	bool basic;  /* the registry asked for Basic and we have credentials */
+	bool basic; /* the registry asked for Basic and we have credentials */
 };
 
 /* What one GET brought back. */
@@ -94,9 +95,9 @@ int registry_ref_parse(const char *ref, struct registry_ref *out, struct image_e
 	}
 	char *rest = buf;
 	char *slash = strchr(buf, '/');
-	if (slash && (memchr(buf, '.', (size_t)(slash - buf)) ||
-		      memchr(buf, ':', (size_t)(slash - buf)) ||
-		      ((size_t)(slash - buf) == 9 && startswith(buf, "localhost")))) {
+	if (slash &&
+	    (memchr(buf, '.', (size_t)(slash - buf)) || memchr(buf, ':', (size_t)(slash - buf)) ||
+	     ((size_t)(slash - buf) == 9 && startswith(buf, "localhost")))) {
 		*slash = '\0';
 		if (!host_ok(buf))
 			return image_fail(err, -EINVAL, "image reference '%s': bad registry host",
@@ -109,7 +110,8 @@ int registry_ref_parse(const char *ref, struct registry_ref *out, struct image_e
 		*colon++ = '\0';
 		size_t n = strlen(colon);
 		if (n == 0 || n > 128 ||
-		    strspn(colon, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		    strspn(colon,
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
 			n ||
 		    colon[0] == '.' || colon[0] == '-')
 			return image_fail(err, -EINVAL, "image reference '%s': bad tag", ref);
@@ -376,7 +378,7 @@ static int fetch_token(struct registry *r, const char *challenge, struct image_e
 				 "%s: the token service answered HTTP %ld", r->ref.host, rs.status);
 	json_t *j = ret == 0 ? json_loadb(rs.buf ? rs.buf : "", rs.len, 0, NULL) : NULL;
 	const char *tok = json_string_value(json_object_get(j, "token"))
-				  ?: json_string_value(json_object_get(j, "access_token"));
+			      ?: json_string_value(json_object_get(j, "access_token"));
 	if (ret == 0) {
 		bool printable = tok && *tok && strlen(tok) < REG_MAX_TOKEN;
 		for (const char *t = tok; printable && *t; t++)
@@ -396,8 +398,8 @@ static int fetch_token(struct registry *r, const char *challenge, struct image_e
 }
 
 /* GET with authentication on demand: a 401 is answered once (token or Basic), then retried. */
-static int get_authed(struct registry *r, const char *url, const char *accept, int fd,
-		      size_t max, struct response *rs, struct image_error *err)
+static int get_authed(struct registry *r, const char *url, const char *accept, int fd, size_t max,
+		      struct response *rs, struct image_error *err)
 {
 	for (int attempt = 0;; attempt++) {
 		if (fd >= 0 && (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0))
@@ -499,8 +501,8 @@ int registry_get_manifest(struct registry *r, const char *reference, char **body
 	return *body ? 0 : image_fail(err, -ENOMEM, "out of memory");
 }
 
-int registry_get_blob(struct registry *r, const char *digest, size_t max, char **body,
-		      size_t *len, struct image_error *err)
+int registry_get_blob(struct registry *r, const char *digest, size_t max, char **body, size_t *len,
+		      struct image_error *err)
 {
 	_cleanup_free_ char *url = NULL;
 	if (!oci_digest_valid(digest) || asprintf(&url, "%s/blobs/%s", r->base, digest) < 0)
@@ -537,9 +539,9 @@ int registry_download_blob(struct registry *r, const char *digest, uint64_t size
 	char got[OCI_DIGEST_LEN + 1];
 	digest_hex(&rs.sha, got);
 	if (rs.written != size)
-		return image_fail(err, -EBADMSG, "%s: blob %s is %llu bytes, the manifest says %llu",
-				  r->ref.host, digest, (unsigned long long)rs.written,
-				  (unsigned long long)size);
+		return image_fail(err, -EBADMSG,
+				  "%s: blob %s is %llu bytes, the manifest says %llu", r->ref.host,
+				  digest, (unsigned long long)rs.written, (unsigned long long)size);
 	if (!streq(got, digest))
 		return image_fail(err, -EBADMSG, "%s: blob digest mismatch (%s, want %s)",
 				  r->ref.host, got, digest);

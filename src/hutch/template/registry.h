@@ -19,7 +19,7 @@
 struct registry_ref {
 	char host[256];
 	char name[256];
-	char tag[129];			  /* "" when pulled by digest */
+	char tag[129];			 /* "" when pulled by digest */
 	char digest[OCI_DIGEST_LEN + 1]; /* "" when pulled by tag */
 };
 
@@ -45,8 +45,8 @@ int registry_get_manifest(struct registry *r, const char *reference, char **body
 			  char **content_type, char digest[OCI_DIGEST_LEN + 1],
 			  struct image_error *err);
 /* GET a small blob (an image config, at most max bytes) into memory, verified. */
-int registry_get_blob(struct registry *r, const char *digest, size_t max, char **body,
-		      size_t *len, struct image_error *err);
+int registry_get_blob(struct registry *r, const char *digest, size_t max, char **body, size_t *len,
+		      struct image_error *err);
 /* Streams a blob of the announced size into fd (not taken over), verified; 0 or -errno. */
 int registry_download_blob(struct registry *r, const char *digest, uint64_t size, int fd,
 			   struct image_error *err);

@@ -12,12 +12,12 @@
 #include "tar.h"
 #include "common/util.h"
 
-#define TAR_BLOCK    (128 * 1024)
-#define WH_PREFIX    ".wh."
-#define WH_OPAQUE    ".wh..wh..opq"
+#define TAR_BLOCK (128 * 1024)
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
 /* The jail mounts its overlays with userxattr (in the sandbox's user namespace): overlay reads
  * its markers from user.overlay.*, not trusted.overlay.*. */
-#define OVL_OPAQUE   "user.overlay.opaque"
+#define OVL_OPAQUE "user.overlay.opaque"
 
 struct dir_time {
 	char *path;
@@ -134,8 +134,6 @@ static int open_parent(int root, char *path, bool create, const char **leaf)
 	return fd;
 }
 
-
-
 /* Makes room for a new non-directory entry `leaf`: whatever is there goes (a later tar entry
  * replaces an earlier one). With keep_dir, an existing real directory stays (dir over dir). */
 static int clear_slot(int parent, const char *leaf, bool keep_dir, bool *is_dir)
@@ -158,8 +156,8 @@ static int clear_slot(int parent, const char *leaf, bool keep_dir, bool *is_dir)
 static bool xattr_allowed(const char *name)
 {
 	return (startswith(name, "user.") && !startswith(name, "user.overlay.")) ||
-	       streq(name, "security.capability") ||
-	       streq(name, "system.posix_acl_access") || streq(name, "system.posix_acl_default");
+	       streq(name, "security.capability") || streq(name, "system.posix_acl_access") ||
+	       streq(name, "system.posix_acl_default");
 }
 
 static int apply_xattrs(struct extract *x, struct archive_entry *e, int fd, const char *shown)
@@ -241,8 +239,8 @@ static int write_data(struct extract *x, int fd, struct archive_entry *e, const 
 				    "%s: the archive's files exceed the limit of %llu bytes", shown,
 				    (unsigned long long)x->o.max_bytes);
 		for (size_t done = 0; done < size;) {
-			ssize_t n = pwrite(fd, (const char *)buf + done, size - done,
-					   offset + (off_t)done);
+			ssize_t n =
+			    pwrite(fd, (const char *)buf + done, size - done, offset + (off_t)done);
 			if (n < 0) {
 				if (errno == EINTR)
 					continue;
@@ -310,12 +308,11 @@ static int do_dir(struct extract *x, struct archive_entry *e, int parent, const 
 	return 0;
 }
 
-static int set_link_meta(struct extract *x, struct archive_entry *e, int parent,
-			 const char *leaf, const char *shown)
+static int set_link_meta(struct extract *x, struct archive_entry *e, int parent, const char *leaf,
+			 const char *shown)
 {
 	if (fchownat(parent, leaf, entry_uid(x, e), entry_gid(x, e), AT_SYMLINK_NOFOLLOW) < 0)
-		return fail(x->err, -errno, "%s: cannot set the owner: %s", shown,
-			    strerror(errno));
+		return fail(x->err, -errno, "%s: cannot set the owner: %s", shown, strerror(errno));
 	struct timespec ts[2] = { entry_mtime(e), entry_mtime(e) };
 	if (utimensat(parent, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0)
 		return fail(x->err, -errno, "%s: cannot set the time: %s", shown, strerror(errno));
@@ -357,9 +354,8 @@ static int do_hardlink(struct extract *x, struct archive_entry *e, int parent, c
 			    shown, quote(raw, q, sizeof(q)));
 	struct stat st;
 	if (fstatat(tparent, tleaf, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
-		return fail(x->err, -EINVAL,
-			    "%s: hardlink target '%s' is missing or a directory", shown,
-			    quote(raw, q, sizeof(q)));
+		return fail(x->err, -EINVAL, "%s: hardlink target '%s' is missing or a directory",
+			    shown, quote(raw, q, sizeof(q)));
 	struct stat here;
 	if (fstatat(parent, leaf, &here, AT_SYMLINK_NOFOLLOW) == 0 && here.st_ino == st.st_ino &&
 	    here.st_dev == st.st_dev)
@@ -414,8 +410,8 @@ static int do_special(struct extract *x, struct archive_entry *e, int parent, co
 		if (mkfifoat(parent, leaf, 0600) < 0)
 			return fail(x->err, -errno, "%s: cannot create the fifo: %s", shown,
 				    strerror(errno));
-		if (fchownat(parent, leaf, entry_uid(x, e), entry_gid(x, e),
-			     AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (fchownat(parent, leaf, entry_uid(x, e), entry_gid(x, e), AT_SYMLINK_NOFOLLOW) <
+			0 ||
 		    fchmodat(parent, leaf, archive_entry_perm(e) & 0777, 0) < 0)
 			return fail(x->err, -errno, "%s: cannot set the owner or mode: %s", shown,
 				    strerror(errno));

@@ -71,4 +71,3 @@ bool tar_probe_fd(int fd);
  * component exceeds NAME_MAX.
  */
 int tar_path_normalize(const char *path, char *out, size_t out_size);
-

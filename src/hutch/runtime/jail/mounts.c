@@ -80,7 +80,8 @@ int jail_open_root_fds(const struct sandbox_spec *spec, const char *run_dir,
 	if (spec->upper_dir)
 		snprintf(path, sizeof(path), "%s", spec->upper_dir);
 	else
-		snprintf(path, sizeof(path), "%s%s", run_dir, spec->disk_mb ? "/" JAIL_DISK_DIR : "");
+		snprintf(path, sizeof(path), "%s%s", run_dir,
+			 spec->disk_mb ? "/" JAIL_DISK_DIR : "");
 	_cleanup_close_ int base = open(path, flags | O_DIRECTORY);
 	if (base < 0)
 		return jail_fail("open", path);
