@@ -14,53 +14,13 @@
 #include "common/util.h"
 #include "json/jsonx.h"
 #include "store.h"
+#include "store/store-internal.h"
 #include "store/store-migrations.h"
 
 #define BUSY_TIMEOUT_MS	   5000
 #define KEY_TOUCH_EVERY_MS 60000
 #define LIST_LIMIT_MAX	   1000
 #define CURSOR_MAX	   256
-
-enum stmt_id {
-	ST_BEGIN,
-	ST_COMMIT,
-	ST_ROLLBACK,
-	ST_KEY_INSERT,
-	ST_KEY_BY_HASH,
-	ST_KEY_TOUCH,
-	ST_KEY_LIST,
-	ST_KEY_DELETE_ID,
-	ST_KEY_DELETE_NAME,
-	ST_KEY_COUNT,
-	ST_TPL_PUT,
-	ST_TPL_GET,
-	ST_TPL_LIST,
-	ST_TPL_DELETE,
-	ST_BUILD_PUT,
-	ST_BUILD_GET,
-	ST_BUILD_LIST,
-	ST_BUILD_FAIL_UNFINISHED,
-	ST_TAG_PUT,
-	ST_TAG_GET,
-	ST_TAG_DELETE,
-	ST_TAG_LIST,
-	ST_SBX_INSERT,
-	ST_SBX_UPDATE,
-	ST_META_CLEAR,
-	ST_META_INSERT,
-	ST_SBX_GET,
-	ST_SBX_STATE,
-	ST_SBX_END,
-	ST_SBX_DELETE,
-	ST_SBX_LIST_ASC,
-	ST_SBX_LIST_DESC,
-	ST_SBX_EXPIRED,
-	ST_SBX_COUNT,
-	ST_SBX_SLOTS,
-	ST_SECRET_INSERT,
-	ST_SECRET_GET,
-	_ST_MAX,
-};
 
 #define KEY_COLS "id, name, mask, created_ms, last_used_ms"
 #define TPL_COLS                                                                               \
@@ -156,13 +116,6 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_SECRET_GET] = "SELECT value FROM secrets WHERE name = ?1",
 };
 
-struct store {
-	pthread_mutex_t lock;
-	sqlite3 *db;
-	sqlite3_stmt *stmt[_ST_MAX];
-	int version;
-};
-
 static const char *const state_names[] = {
 	[SANDBOX_STARTING] = "starting",
 	[SANDBOX_RUNNING] = "running",
@@ -217,21 +170,21 @@ void build_rec_clear(struct build_rec *b)
 
 /* ---- plumbing ---- */
 
-static int64_t now_ms(void)
+int64_t sq_now_ms(void)
 {
 	return (int64_t)(now_realtime_usec() / 1000);
 }
 
 /* A string that is NULL-free and fits a field of `size` bytes with its NUL. */
-static bool fits(const char *str, size_t size)
+bool sq_fits(const char *str, size_t size)
 {
 	return str && strnlen(str, size) < size;
 }
 
-/* Like fits(), NULL reading as "". */
-static bool fits_opt(const char *str, size_t size)
+/* Like sq_fits(), NULL reading as "". */
+bool sq_fits_opt(const char *str, size_t size)
 {
-	return !str || fits(str, size);
+	return !str || sq_fits(str, size);
 }
 
 static int sql_errno(int rc)
@@ -276,30 +229,28 @@ static int sql_fail(struct store *s, int rc, const char *what)
 	return log_debug_errno(r, "store: %s: %s (%d)", what, sqlite3_errmsg(s->db), rc);
 }
 
-static struct store *store_lock(struct store *s)
+struct store *store_lock(struct store *s)
 {
 	pthread_mutex_lock(&s->lock);
 	return s;
 }
 
-static void store_unlockp(struct store **s)
+void store_unlockp(struct store **s)
 {
 	if (*s)
 		pthread_mutex_unlock(&(*s)->lock);
 }
-#define STORE_LOCKED(s) _cleanup_(store_unlockp) _unused_ struct store *_locked_ = store_lock(s)
 
-static void stmt_resetp(sqlite3_stmt **st)
+void stmt_resetp(sqlite3_stmt **st)
 {
 	if (*st) {
 		sqlite3_reset(*st);
 		sqlite3_clear_bindings(*st);
 	}
 }
-#define _cleanup_stmt_ _cleanup_(stmt_resetp)
 
 /* A cached prepared statement; the caller holds the lock and resets it (_cleanup_stmt_). */
-static int stmt_get(struct store *s, enum stmt_id id, sqlite3_stmt **out)
+int sq_stmt_get(struct store *s, enum stmt_id id, sqlite3_stmt **out)
 {
 	if (!s->stmt[id]) {
 		int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
@@ -312,7 +263,7 @@ static int stmt_get(struct store *s, enum stmt_id id, sqlite3_stmt **out)
 }
 
 /* Steps once: 1 for a row, 0 when done, -errno on failure. */
-static int step(struct store *s, sqlite3_stmt *st)
+int sq_step(struct store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -326,10 +277,10 @@ static int step(struct store *s, sqlite3_stmt *st)
 static int exec_stmt(struct store *s, enum stmt_id id)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, id, &st);
+	int r = sq_stmt_get(s, id, &st);
 	if (r < 0)
 		return r;
-	r = step(s, st);
+	r = sq_step(s, st);
 	return r < 0 ? r : 0;
 }
 
@@ -352,13 +303,13 @@ static int txn_end(struct store *s, int r)
 	return r;
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *v)
+int sq_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
 	return sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_STATIC);
 }
 
 /* Copies a text column into a fixed field; writes are checked, so truncation never happens. */
-static void col_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
+void sq_col_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
 	size_t len = t ? MIN((size_t)sqlite3_column_bytes(st, col), size - 1) : 0;
@@ -367,7 +318,7 @@ static void col_copy(sqlite3_stmt *st, int col, char *buf, size_t size)
 	buf[len] = '\0';
 }
 
-static int col_json(sqlite3_stmt *st, int col, json_type type, json_t **out)
+int sq_col_json(sqlite3_stmt *st, int col, json_type type, json_t **out)
 {
 	const char *t = (const char *)sqlite3_column_text(st, col);
 	json_t *j = t ? json_loadb(t, (size_t)sqlite3_column_bytes(st, col), 0, NULL) : NULL;
@@ -381,7 +332,7 @@ static int col_json(sqlite3_stmt *st, int col, json_type type, json_t **out)
 }
 
 /* JSON text for a column: NULL reads as the empty value of its type. Caller frees. */
-static int json_text(const json_t *j, json_type type, char **out)
+int sq_json_text(const json_t *j, json_type type, char **out)
 {
 	if (!j) {
 		*out = strdup(type == JSON_ARRAY ? "[]" : "{}");
@@ -394,7 +345,7 @@ static int json_text(const json_t *j, json_type type, char **out)
 }
 
 /* An object whose values are all strings (metadata, env vars), or NULL. */
-static bool is_string_map(const json_t *j)
+bool sq_is_string_map(const json_t *j)
 {
 	const char *k;
 	json_t *v;
@@ -408,7 +359,7 @@ static bool is_string_map(const json_t *j)
 	return true;
 }
 
-static bool is_string_array(const json_t *j)
+bool sq_is_string_array(const json_t *j)
 {
 	size_t i;
 	json_t *v;
@@ -580,9 +531,9 @@ int store_schema_version(struct store *s)
 static void read_key(sqlite3_stmt *st, struct api_key *k)
 {
 	memset(k, 0, sizeof(*k));
-	col_copy(st, 0, k->id, sizeof(k->id));
-	col_copy(st, 1, k->name, sizeof(k->name));
-	col_copy(st, 2, k->mask, sizeof(k->mask));
+	sq_col_copy(st, 0, k->id, sizeof(k->id));
+	sq_col_copy(st, 1, k->name, sizeof(k->name));
+	sq_col_copy(st, 2, k->mask, sizeof(k->mask));
 	k->created_ms = sqlite3_column_int64(st, 3);
 	k->last_used_ms = sqlite3_column_int64(st, 4);
 }
@@ -609,7 +560,7 @@ int store_key_create(struct store *s, const char *name, const uint8_t hash[32], 
 	uint8_t raw[8];
 	int r;
 
-	if (!s || !hash || !fits_opt(name, sizeof(k.name)) || !fits_opt(mask, sizeof(k.mask)))
+	if (!s || !hash || !sq_fits_opt(name, sizeof(k.name)) || !sq_fits_opt(mask, sizeof(k.mask)))
 		return -EINVAL;
 	r = random_bytes(raw, sizeof(raw));
 	if (r < 0)
@@ -619,19 +570,19 @@ int store_key_create(struct store *s, const char *name, const uint8_t hash[32], 
 		snprintf(k.id + 4 + 2 * i, 3, "%02x", raw[i]);
 	snprintf(k.name, sizeof(k.name), "%s", name ? name : "");
 	snprintf(k.mask, sizeof(k.mask), "%s", mask ? mask : "");
-	k.created_ms = now_ms();
+	k.created_ms = sq_now_ms();
 
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_KEY_INSERT, &st);
+	r = sq_stmt_get(s, ST_KEY_INSERT, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, k.id);
-	bind_text(st, 2, k.name);
+	sq_bind_text(st, 1, k.id);
+	sq_bind_text(st, 2, k.name);
 	sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
-	bind_text(st, 4, k.mask);
+	sq_bind_text(st, 4, k.mask);
 	sqlite3_bind_int64(st, 5, k.created_ms);
-	r = step(s, st);
+	r = sq_step(s, st);
 	if (r < 0)
 		return r;
 	if (out)
@@ -641,17 +592,17 @@ int store_key_create(struct store *s, const char *name, const uint8_t hash[32], 
 
 static int key_touch(struct store *s, struct api_key *k)
 {
-	int64_t now = now_ms();
+	int64_t now = sq_now_ms();
 	if (k->last_used_ms && now - k->last_used_ms < KEY_TOUCH_EVERY_MS)
 		return 0;
 
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_KEY_TOUCH, &st);
+	int r = sq_stmt_get(s, ST_KEY_TOUCH, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, k->id);
+	sq_bind_text(st, 1, k->id);
 	sqlite3_bind_int64(st, 2, now);
-	r = step(s, st);
+	r = sq_step(s, st);
 	if (r < 0)
 		return r;
 	k->last_used_ms = now;
@@ -668,11 +619,11 @@ int store_key_lookup(struct store *s, const uint8_t hash[32], struct api_key *ou
 	STORE_LOCKED(s);
 	{
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		r = stmt_get(s, ST_KEY_BY_HASH, &st);
+		r = sq_stmt_get(s, ST_KEY_BY_HASH, &st);
 		if (r < 0)
 			return r;
 		sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
-		r = step(s, st);
+		r = sq_step(s, st);
 		if (r <= 0)
 			return r < 0 ? r : -ENOENT;
 		read_key(st, &k);
@@ -696,10 +647,10 @@ int store_key_list(struct store *s, struct api_key **out, size_t *n)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_KEY_LIST, &st);
+	r = sq_stmt_get(s, ST_KEY_LIST, &st);
 	if (r < 0)
 		return r;
-	while ((r = step(s, st)) > 0) {
+	while ((r = sq_step(s, st)) > 0) {
 		if (ARRAY_RESERVE(arr, cap, len + 1) < 0)
 			return -ENOMEM;
 		read_key(st, &arr[len++]);
@@ -711,14 +662,14 @@ int store_key_list(struct store *s, struct api_key **out, size_t *n)
 	return 0;
 }
 
-static int delete_one(struct store *s, enum stmt_id id, const char *arg)
+int sq_delete_one(struct store *s, enum stmt_id id, const char *arg)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, id, &st);
+	int r = sq_stmt_get(s, id, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, arg);
-	r = step(s, st);
+	sq_bind_text(st, 1, arg);
+	r = sq_step(s, st);
 	if (r < 0)
 		return r;
 	return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
@@ -729,15 +680,15 @@ int store_key_delete(struct store *s, const char *id_or_name)
 	if (!s || isempty(id_or_name))
 		return -EINVAL;
 	STORE_LOCKED(s);
-	int r = delete_one(s, ST_KEY_DELETE_ID, id_or_name);
+	int r = sq_delete_one(s, ST_KEY_DELETE_ID, id_or_name);
 	if (r == -ENOENT)
-		r = delete_one(s, ST_KEY_DELETE_NAME, id_or_name);
+		r = sq_delete_one(s, ST_KEY_DELETE_NAME, id_or_name);
 	return r;
 }
 
 static int count_stmt(struct store *s, sqlite3_stmt *st)
 {
-	int r = step(s, st);
+	int r = sq_step(s, st);
 	if (r <= 0)
 		return r < 0 ? r : -EIO;
 	int64_t c = sqlite3_column_int64(st, 0);
@@ -750,318 +701,10 @@ int store_key_count(struct store *s)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_KEY_COUNT, &st);
+	int r = sq_stmt_get(s, ST_KEY_COUNT, &st);
 	if (r < 0)
 		return r;
 	return count_stmt(s, st);
-}
-
-/* ---- templates ---- */
-
-/* Reads every row of st into a malloc'd array of `elem`-byte records through read(); on an error
- * the records read so far are cleared (clear may be NULL) and the array freed. */
-static int read_rows(struct store *s, sqlite3_stmt *st, size_t elem,
-		     int (*read)(sqlite3_stmt *st, void *rec), void (*clear)(void *rec), void **out,
-		     size_t *n)
-{
-	char *arr = NULL;
-	size_t len = 0, cap = 0;
-	int r;
-	while ((r = step(s, st)) > 0) {
-		if (array_reserve((void **)&arr, &cap, len + 1, elem) < 0) {
-			r = -ENOMEM;
-			break;
-		}
-		memset(arr + len * elem, 0, elem);
-		r = read(st, arr + len * elem);
-		if (r < 0)
-			break;
-		len++;
-	}
-	if (r < 0) {
-		for (size_t i = 0; clear && i < len; i++)
-			clear(arr + i * elem);
-		free(arr);
-		return r;
-	}
-	*out = arr;
-	*n = len;
-	return 0;
-}
-
-static int read_template(sqlite3_stmt *st, struct template_rec *t)
-{
-	memset(t, 0, sizeof(*t));
-	col_copy(st, 0, t->id, sizeof(t->id));
-	col_copy(st, 1, t->alias, sizeof(t->alias));
-	int r = col_json(st, 2, JSON_ARRAY, &t->layers);
-	if (r < 0)
-		return r;
-	t->cpu_count = (unsigned)sqlite3_column_int64(st, 3);
-	t->memory_mb = (unsigned)sqlite3_column_int64(st, 4);
-	t->disk_mb = (unsigned)sqlite3_column_int64(st, 5);
-	col_copy(st, 6, t->envd_version, sizeof(t->envd_version));
-	col_copy(st, 7, t->status, sizeof(t->status));
-	t->created_ms = sqlite3_column_int64(st, 8);
-	r = col_json(st, 9, JSON_OBJECT, &t->config);
-	if (r < 0)
-		template_rec_clear(t);
-	return r;
-}
-
-int store_template_put(struct store *s, const struct template_rec *t)
-{
-	_cleanup_free_ char *layers = NULL, *config = NULL;
-	int r;
-
-	if (!s || !t || !fits(t->id, sizeof(t->id)) || !*t->id ||
-	    !fits(t->alias, sizeof(t->alias)) || !fits(t->envd_version, sizeof(t->envd_version)) ||
-	    !fits(t->status, sizeof(t->status)) || !is_string_array(t->layers))
-		return -EINVAL;
-	r = json_text(t->layers, JSON_ARRAY, &layers);
-	if (r >= 0)
-		r = json_text(t->config, JSON_OBJECT, &config);
-	if (r < 0)
-		return r;
-
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_TPL_PUT, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, t->id);
-	bind_text(st, 2, t->alias);
-	bind_text(st, 3, layers);
-	sqlite3_bind_int64(st, 4, t->cpu_count);
-	sqlite3_bind_int64(st, 5, t->memory_mb);
-	sqlite3_bind_int64(st, 6, t->disk_mb);
-	bind_text(st, 7, t->envd_version);
-	bind_text(st, 8, t->status);
-	sqlite3_bind_int64(st, 9, t->created_ms ? t->created_ms : now_ms());
-	bind_text(st, 10, config);
-	r = step(s, st);
-	return r < 0 ? r : 0;
-}
-
-int store_template_get(struct store *s, const char *id_or_alias, struct template_rec *out)
-{
-	struct template_rec t;
-	int r;
-
-	if (!s || isempty(id_or_alias) || !out)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_TPL_GET, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, id_or_alias);
-	r = step(s, st);
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	r = read_template(st, &t);
-	if (r < 0)
-		return r;
-	*out = t;
-	return 0;
-}
-
-static int read_template_row(sqlite3_stmt *st, void *rec)
-{
-	return read_template(st, rec);
-}
-
-static void template_rec_clear_row(void *rec)
-{
-	template_rec_clear(rec);
-}
-
-int store_template_list(struct store *s, struct template_rec **out, size_t *n)
-{
-	if (!s || !out || !n)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_TPL_LIST, &st);
-	if (r < 0)
-		return r;
-	return read_rows(s, st, sizeof(**out), read_template_row, template_rec_clear_row,
-			 (void **)out, n);
-}
-
-int store_template_delete(struct store *s, const char *id_or_alias)
-{
-	if (!s || isempty(id_or_alias))
-		return -EINVAL;
-	STORE_LOCKED(s);
-	return delete_one(s, ST_TPL_DELETE, id_or_alias);
-}
-
-/* ---- template builds and tags ---- */
-
-static int read_build(sqlite3_stmt *st, struct build_rec *b)
-{
-	memset(b, 0, sizeof(*b));
-	col_copy(st, 0, b->id, sizeof(b->id));
-	col_copy(st, 1, b->template_id, sizeof(b->template_id));
-	col_copy(st, 2, b->status, sizeof(b->status));
-	b->created_ms = sqlite3_column_int64(st, 4);
-	b->finished_ms = sqlite3_column_int64(st, 5);
-	return col_json(st, 3, JSON_OBJECT, &b->data);
-}
-
-int store_build_put(struct store *s, const struct build_rec *b)
-{
-	_cleanup_free_ char *data = NULL;
-	if (!s || !b || !fits(b->id, sizeof(b->id)) || !*b->id ||
-	    !fits(b->template_id, sizeof(b->template_id)) || !fits(b->status, sizeof(b->status)))
-		return -EINVAL;
-	int r = json_text(b->data, JSON_OBJECT, &data);
-	if (r < 0)
-		return r;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_BUILD_PUT, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, b->id);
-	bind_text(st, 2, b->template_id);
-	bind_text(st, 3, b->status);
-	bind_text(st, 4, data);
-	sqlite3_bind_int64(st, 5, b->created_ms ? b->created_ms : now_ms());
-	sqlite3_bind_int64(st, 6, b->finished_ms);
-	r = step(s, st);
-	return r < 0 ? r : 0;
-}
-
-int store_build_get(struct store *s, const char *id, struct build_rec *out)
-{
-	if (!s || isempty(id) || !out)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_BUILD_GET, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, id);
-	r = step(s, st);
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	return read_build(st, out);
-}
-
-static int read_build_row(sqlite3_stmt *st, void *rec)
-{
-	return read_build(st, rec);
-}
-
-static void build_rec_clear_row(void *rec)
-{
-	build_rec_clear(rec);
-}
-
-int store_build_list(struct store *s, const char *template_id, struct build_rec **out, size_t *n)
-{
-	if (!s || isempty(template_id) || !out || !n)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_BUILD_LIST, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, template_id);
-	return read_rows(s, st, sizeof(**out), read_build_row, build_rec_clear_row, (void **)out,
-			 n);
-}
-
-int store_build_fail_unfinished(struct store *s, const char *message)
-{
-	if (!s || !message)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_BUILD_FAIL_UNFINISHED, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, message);
-	sqlite3_bind_int64(st, 2, now_ms());
-	r = step(s, st);
-	return r < 0 ? r : sqlite3_changes(s->db);
-}
-
-int store_tag_put(struct store *s, const char *template_id, const char *tag, const char *build_id)
-{
-	if (!s || isempty(template_id) || isempty(build_id) ||
-	    !fits(tag, sizeof(((struct tag_rec *)0)->tag)) || !*tag)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_TAG_PUT, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, template_id);
-	bind_text(st, 2, tag);
-	bind_text(st, 3, build_id);
-	sqlite3_bind_int64(st, 4, now_ms());
-	r = step(s, st);
-	return r < 0 ? r : 0;
-}
-
-int store_tag_get(struct store *s, const char *template_id, const char *tag, char build_id[40])
-{
-	if (!s || isempty(template_id) || isempty(tag))
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_TAG_GET, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, template_id);
-	bind_text(st, 2, tag);
-	r = step(s, st);
-	if (r <= 0)
-		return r < 0 ? r : -ENOENT;
-	col_copy(st, 0, build_id, 40);
-	return 0;
-}
-
-int store_tag_delete(struct store *s, const char *template_id, const char *tag)
-{
-	if (!s || isempty(template_id) || isempty(tag))
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_TAG_DELETE, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, template_id);
-	bind_text(st, 2, tag);
-	r = step(s, st);
-	if (r < 0)
-		return r;
-	return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
-}
-
-static int read_tag_row(sqlite3_stmt *st, void *rec)
-{
-	struct tag_rec *t = rec;
-	col_copy(st, 0, t->tag, sizeof(t->tag));
-	col_copy(st, 1, t->build_id, sizeof(t->build_id));
-	t->created_ms = sqlite3_column_int64(st, 2);
-	return 0;
-}
-
-int store_tag_list(struct store *s, const char *template_id, struct tag_rec **out, size_t *n)
-{
-	if (!s || isempty(template_id) || !out || !n)
-		return -EINVAL;
-	STORE_LOCKED(s);
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	int r = stmt_get(s, ST_TAG_LIST, &st);
-	if (r < 0)
-		return r;
-	bind_text(st, 1, template_id);
-	return read_rows(s, st, sizeof(**out), read_tag_row, NULL, (void **)out, n);
 }
 
 /* ---- sandboxes ---- */
@@ -1086,10 +729,10 @@ static int read_sandbox(sqlite3_stmt *st, struct sandbox_rec *r)
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	col_copy(st, 0, r->id, sizeof(r->id));
-	col_copy(st, 1, r->template_id, sizeof(r->template_id));
-	col_copy(st, 2, r->alias, sizeof(r->alias));
-	col_copy(st, 3, r->key_id, sizeof(r->key_id));
+	sq_col_copy(st, 0, r->id, sizeof(r->id));
+	sq_col_copy(st, 1, r->template_id, sizeof(r->template_id));
+	sq_col_copy(st, 2, r->alias, sizeof(r->alias));
+	sq_col_copy(st, 3, r->key_id, sizeof(r->key_id));
 	(void)sandbox_state_parse((const char *)sqlite3_column_text(st, 4), &state);
 	r->state = state;
 	r->started_ms = sqlite3_column_int64(st, 5);
@@ -1097,12 +740,12 @@ static int read_sandbox(sqlite3_stmt *st, struct sandbox_rec *r)
 	r->cpu_count = (unsigned)sqlite3_column_int64(st, 7);
 	r->memory_mb = (unsigned)sqlite3_column_int64(st, 8);
 	r->disk_mb = (unsigned)sqlite3_column_int64(st, 9);
-	col_copy(st, 10, r->envd_version, sizeof(r->envd_version));
-	ret = col_json(st, 11, JSON_OBJECT, &r->metadata);
+	sq_col_copy(st, 10, r->envd_version, sizeof(r->envd_version));
+	ret = sq_col_json(st, 11, JSON_OBJECT, &r->metadata);
 	if (ret >= 0)
-		ret = col_json(st, 12, JSON_OBJECT, &r->env_vars);
+		ret = sq_col_json(st, 12, JSON_OBJECT, &r->env_vars);
 	if (ret >= 0)
-		ret = col_json(st, 13, JSON_OBJECT, &r->extra);
+		ret = sq_col_json(st, 13, JSON_OBJECT, &r->extra);
 	if (ret < 0) {
 		sandbox_rec_clear(r);
 		return ret;
@@ -1130,38 +773,38 @@ static int sandbox_check(const struct sandbox_rec *r, struct sandbox_json *j)
 {
 	int ret;
 
-	if (!fits(r->id, sizeof(r->id)) || !*r->id ||
-	    !fits(r->template_id, sizeof(r->template_id)) || !fits(r->alias, sizeof(r->alias)) ||
-	    !fits(r->key_id, sizeof(r->key_id)) ||
-	    !fits(r->envd_version, sizeof(r->envd_version)) || !sandbox_state_name(r->state) ||
-	    !is_string_map(r->metadata) || !is_string_map(r->env_vars) ||
+	if (!sq_fits(r->id, sizeof(r->id)) || !*r->id ||
+	    !sq_fits(r->template_id, sizeof(r->template_id)) ||
+	    !sq_fits(r->alias, sizeof(r->alias)) || !sq_fits(r->key_id, sizeof(r->key_id)) ||
+	    !sq_fits(r->envd_version, sizeof(r->envd_version)) || !sandbox_state_name(r->state) ||
+	    !sq_is_string_map(r->metadata) || !sq_is_string_map(r->env_vars) ||
 	    (r->extra && !json_is_object(r->extra)))
 		return -EINVAL;
-	ret = json_text(r->metadata, JSON_OBJECT, &j->metadata);
+	ret = sq_json_text(r->metadata, JSON_OBJECT, &j->metadata);
 	if (ret >= 0)
-		ret = json_text(r->env_vars, JSON_OBJECT, &j->env_vars);
+		ret = sq_json_text(r->env_vars, JSON_OBJECT, &j->env_vars);
 	if (ret >= 0)
-		ret = json_text(r->extra, JSON_OBJECT, &j->extra);
+		ret = sq_json_text(r->extra, JSON_OBJECT, &j->extra);
 	return ret;
 }
 
 static void bind_sandbox(sqlite3_stmt *st, const struct sandbox_rec *r,
 			 const struct sandbox_json *j)
 {
-	bind_text(st, 1, r->id);
-	bind_text(st, 2, r->template_id);
-	bind_text(st, 3, r->alias);
-	bind_text(st, 4, r->key_id);
-	bind_text(st, 5, sandbox_state_name(r->state));
+	sq_bind_text(st, 1, r->id);
+	sq_bind_text(st, 2, r->template_id);
+	sq_bind_text(st, 3, r->alias);
+	sq_bind_text(st, 4, r->key_id);
+	sq_bind_text(st, 5, sandbox_state_name(r->state));
 	sqlite3_bind_int64(st, 6, r->started_ms);
 	sqlite3_bind_int64(st, 7, r->end_ms);
 	sqlite3_bind_int64(st, 8, r->cpu_count);
 	sqlite3_bind_int64(st, 9, r->memory_mb);
 	sqlite3_bind_int64(st, 10, r->disk_mb);
-	bind_text(st, 11, r->envd_version);
-	bind_text(st, 12, j->metadata);
-	bind_text(st, 13, j->env_vars);
-	bind_text(st, 14, j->extra);
+	sq_bind_text(st, 11, r->envd_version);
+	sq_bind_text(st, 12, j->metadata);
+	sq_bind_text(st, 13, j->env_vars);
+	sq_bind_text(st, 14, j->extra);
 	sqlite3_bind_int(st, 15, r->allow_internet);
 	sqlite3_bind_int(st, 16, r->auto_pause);
 	sqlite3_bind_int(st, 17, r->net_slot);
@@ -1176,11 +819,11 @@ static int metadata_write(struct store *s, const char *id, const json_t *metadat
 	int r;
 	{
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		r = stmt_get(s, ST_META_CLEAR, &st);
+		r = sq_stmt_get(s, ST_META_CLEAR, &st);
 		if (r < 0)
 			return r;
-		bind_text(st, 1, id);
-		r = step(s, st);
+		sq_bind_text(st, 1, id);
+		r = sq_step(s, st);
 		if (r < 0)
 			return r;
 	}
@@ -1188,14 +831,14 @@ static int metadata_write(struct store *s, const char *id, const json_t *metadat
 		return 0;
 	json_object_foreach ((json_t *)metadata, k, v) {
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		r = stmt_get(s, ST_META_INSERT, &st);
+		r = sq_stmt_get(s, ST_META_INSERT, &st);
 		if (r < 0)
 			return r;
-		bind_text(st, 1, id);
-		bind_text(st, 2, k);
+		sq_bind_text(st, 1, id);
+		sq_bind_text(st, 2, k);
 		sqlite3_bind_text(st, 3, json_string_value(v), (int)json_string_length(v),
 				  SQLITE_STATIC);
-		r = step(s, st);
+		r = sq_step(s, st);
 		if (r < 0)
 			return r;
 	}
@@ -1208,11 +851,11 @@ static int sandbox_write(struct store *s, enum stmt_id id, const struct sandbox_
 	int r;
 	{
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		r = stmt_get(s, id, &st);
+		r = sq_stmt_get(s, id, &st);
 		if (r < 0)
 			return r;
 		bind_sandbox(st, rec, j);
-		r = step(s, st);
+		r = sq_step(s, st);
 		if (r < 0)
 			return r;
 		if (id == ST_SBX_UPDATE && sqlite3_changes(s->db) == 0)
@@ -1256,11 +899,11 @@ int store_sandbox_get(struct store *s, const char *id, struct sandbox_rec *out)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_GET, &st);
+	r = sq_stmt_get(s, ST_SBX_GET, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, id);
-	r = step(s, st);
+	sq_bind_text(st, 1, id);
+	r = sq_step(s, st);
 	if (r <= 0)
 		return r < 0 ? r : -ENOENT;
 	return read_sandbox(st, out);
@@ -1275,12 +918,12 @@ int store_sandbox_set_state(struct store *s, const char *id, enum sandbox_state 
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_STATE, &st);
+	r = sq_stmt_get(s, ST_SBX_STATE, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, id);
-	bind_text(st, 2, name);
-	r = step(s, st);
+	sq_bind_text(st, 1, id);
+	sq_bind_text(st, 2, name);
+	r = sq_step(s, st);
 	if (r < 0)
 		return r;
 	return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
@@ -1294,19 +937,19 @@ int store_sandbox_set_end(struct store *s, const char *id, int64_t *end_ms, bool
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_END, &st);
+	r = sq_stmt_get(s, ST_SBX_END, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, id);
+	sq_bind_text(st, 1, id);
 	sqlite3_bind_int64(st, 2, *end_ms);
 	sqlite3_bind_int(st, 3, only_extend);
-	r = step(s, st);
+	r = sq_step(s, st);
 	if (r <= 0)
 		return r < 0 ? r : -ENOENT;
 	int64_t stored = sqlite3_column_int64(st, 0);
 	/* RETURNING hands the row out before the statement finishes: run it to the end so the
 	 * autocommit transaction commits before we report success. */
-	r = step(s, st);
+	r = sq_step(s, st);
 	if (r < 0)
 		return r;
 	*end_ms = stored;
@@ -1318,7 +961,7 @@ int store_sandbox_delete(struct store *s, const char *id)
 	if (!s || isempty(id))
 		return -EINVAL;
 	STORE_LOCKED(s);
-	return delete_one(s, ST_SBX_DELETE, id);
+	return sq_delete_one(s, ST_SBX_DELETE, id);
 }
 
 /* Binds the state names selected by a bitmask (0 = all) to ?1..?4. */
@@ -1328,7 +971,7 @@ static int bind_states(sqlite3_stmt *st, unsigned states)
 		return -EINVAL;
 	for (unsigned i = 0; i < ELEMENTSOF(state_names); i++)
 		if (!states || states & (1u << i))
-			bind_text(st, (int)i + 1, state_names[i]);
+			sq_bind_text(st, (int)i + 1, state_names[i]);
 	return 0;
 }
 
@@ -1374,7 +1017,7 @@ int store_cursor_parse(const char *cursor, int64_t *started_ms, char id[40])
 	}
 	plain[len / 2] = '\0';
 	colon = strchr(plain, ':');
-	if (!colon || colon == plain || !fits(colon + 1, 40) || !colon[1])
+	if (!colon || colon == plain || !sq_fits(colon + 1, 40) || !colon[1])
 		return -EINVAL;
 	*colon = '\0';
 	errno = 0;
@@ -1393,14 +1036,14 @@ static int list_bind(sqlite3_stmt *st, const struct sandbox_filter *f, const cha
 	if (r < 0)
 		return r;
 	if (f->template_id)
-		bind_text(st, 5, f->template_id);
+		sq_bind_text(st, 5, f->template_id);
 	sqlite3_bind_int64(st, 6, f->started_after_ms ? f->started_after_ms : INT64_MIN);
 	if (cursor_id) {
 		sqlite3_bind_int64(st, 7, cursor_ms);
-		bind_text(st, 8, cursor_id);
+		sq_bind_text(st, 8, cursor_id);
 	}
 	if (metadata)
-		bind_text(st, 9, metadata);
+		sq_bind_text(st, 9, metadata);
 	/* One row more than asked tells whether there is a next page. */
 	sqlite3_bind_int64(st, 10, (int64_t)f->limit + 1);
 	return 0;
@@ -1418,7 +1061,7 @@ int store_sandbox_list(struct store *s, const struct sandbox_filter *f, struct s
 	if (!s || !f || !out || !n || !next)
 		return -EINVAL;
 	*next = NULL;
-	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX || !is_string_map(f->metadata))
+	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX || !sq_is_string_map(f->metadata))
 		return -EINVAL;
 	if (f->cursor) {
 		r = store_cursor_parse(f->cursor, &cursor_ms, cursor_id);
@@ -1433,14 +1076,14 @@ int store_sandbox_list(struct store *s, const struct sandbox_filter *f, struct s
 
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, f->order_desc ? ST_SBX_LIST_DESC : ST_SBX_LIST_ASC, &st);
+	r = sq_stmt_get(s, f->order_desc ? ST_SBX_LIST_DESC : ST_SBX_LIST_ASC, &st);
 	if (r < 0)
 		return r;
 	r = list_bind(st, f, metadata, cursor_ms, f->cursor ? cursor_id : NULL);
 	if (r < 0)
 		return r;
 	bool more = false;
-	while ((r = step(s, st)) > 0) {
+	while ((r = sq_step(s, st)) > 0) {
 		if (vec.n == f->limit) {
 			more = true;
 			break;
@@ -1490,11 +1133,11 @@ int store_sandbox_expired(struct store *s, int64_t now, char ***ids, size_t *n)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_EXPIRED, &st);
+	r = sq_stmt_get(s, ST_SBX_EXPIRED, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, now);
-	while ((r = step(s, st)) > 0) {
+	while ((r = sq_step(s, st)) > 0) {
 		/* One spare slot keeps the array NULL-terminated for strv_freep. */
 		if (ARRAY_RESERVE(v, cap, len + 2) < 0)
 			return -ENOMEM;
@@ -1518,7 +1161,7 @@ int store_sandbox_count(struct store *s, unsigned states)
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_COUNT, &st);
+	r = sq_stmt_get(s, ST_SBX_COUNT, &st);
 	if (r < 0)
 		return r;
 	r = bind_states(st, states);
@@ -1538,10 +1181,10 @@ int store_sandbox_slots(struct store *s, int **net_slots, uint32_t **uid_bases, 
 		return -EINVAL;
 	STORE_LOCKED(s);
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SBX_SLOTS, &st);
+	r = sq_stmt_get(s, ST_SBX_SLOTS, &st);
 	if (r < 0)
 		return r;
-	while ((r = step(s, st)) > 0) {
+	while ((r = sq_step(s, st)) > 0) {
 		if (len == cap) {
 			cap = cap ? 2 * cap : 64;
 			int *a = reallocarray(slots, cap, sizeof(*a));
@@ -1572,7 +1215,7 @@ int store_secret(struct store *s, const char *name, uint8_t out[32])
 	uint8_t fresh[32];
 	int r;
 
-	if (!s || isempty(name) || !fits(name, 128) || !out)
+	if (!s || isempty(name) || !sq_fits(name, 128) || !out)
 		return -EINVAL;
 	r = random_bytes(fresh, sizeof(fresh));
 	if (r < 0)
@@ -1583,22 +1226,22 @@ int store_secret(struct store *s, const char *name, uint8_t out[32])
 		/* OR IGNORE: the first secret ever stored under the name wins, even against
 		 * another process racing us. */
 		_cleanup_stmt_ sqlite3_stmt *st = NULL;
-		r = stmt_get(s, ST_SECRET_INSERT, &st);
+		r = sq_stmt_get(s, ST_SECRET_INSERT, &st);
 		if (r >= 0) {
-			bind_text(st, 1, name);
+			sq_bind_text(st, 1, name);
 			sqlite3_bind_blob(st, 2, fresh, sizeof(fresh), SQLITE_STATIC);
-			r = step(s, st);
+			r = sq_step(s, st);
 		}
 		explicit_bzero(fresh, sizeof(fresh));
 		if (r < 0)
 			return r;
 	}
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	r = stmt_get(s, ST_SECRET_GET, &st);
+	r = sq_stmt_get(s, ST_SECRET_GET, &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, name);
-	r = step(s, st);
+	sq_bind_text(st, 1, name);
+	r = sq_step(s, st);
 	if (r <= 0)
 		return r < 0 ? r : -EIO;
 	if (sqlite3_column_bytes(st, 0) != 32)
