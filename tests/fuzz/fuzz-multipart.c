@@ -79,6 +79,15 @@ struct part {
 	char *name_buf, *filename_buf;
 };
 
+/* libmicrohttpd may announce a part with an empty chunk before its data, both at offset 0, so
+ * upload_part() reads an empty part followed by one with the same name and filename as one. */
+static bool merged_with_next(const struct part *parts, size_t nparts, size_t j)
+{
+	return parts[j].len == 0 && j + 1 < nparts && streq(parts[j].name, parts[j + 1].name) &&
+	       streq(parts[j].filename ? parts[j].filename : "",
+		     parts[j + 1].filename ? parts[j + 1].filename : "");
+}
+
 /* Splits the collected body into parts and hands them over in two chunks each. */
 static int run_parts(struct upload *up, const struct strbuf *body, struct part *parts,
 		     size_t *nparts, size_t max)
@@ -205,15 +214,25 @@ static void run(int rootfd, const uint8_t *data, size_t size)
 			if (!gzip)
 				check_file(rootfd, path, b, blen);
 		} else {
-			/* Each "file" part became one entry, in order, holding its data. */
+			/* Each "file" part became one entry, in order, holding its data (when two
+			 * parts name one file, the last one's); see merged_with_next(). */
 			size_t k = 0;
 			for (size_t j = 0; j < nparts; j++) {
-				if (!streq(parts[j].name, "file"))
+				if (!streq(parts[j].name, "file") ||
+				    merged_with_next(parts, nparts, j))
 					continue;
 				json_t *pe = json_array_get(res, k++);
 				fuzz_check(pe);
-				check_file(rootfd, json_string_value(json_object_get(pe, "path")),
-					   parts[j].data, parts[j].len);
+				const char *path = json_string_value(json_object_get(pe, "path"));
+				bool overwritten = false;
+				for (size_t later = k; later < json_array_size(res); later++)
+					overwritten |=
+					    streq(path, json_string_value(json_object_get(
+							    json_array_get(res, later), "path")));
+				if (overwritten)
+					check_file(rootfd, path, NULL, 0);
+				else
+					check_file(rootfd, path, parts[j].data, parts[j].len);
 			}
 			fuzz_check(k == json_array_size(res));
 		}

@@ -9,6 +9,18 @@
 #include "template/recipe.h"
 #include "fuzz.h"
 
+/* Whether a path has a ".." component ("a..b" and "x../y" are ordinary names). */
+static bool has_dotdot(const char *p)
+{
+	_cleanup_free_ char *copy = strdup(p);
+	fuzz_check(copy);
+	char *save = NULL;
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save))
+		if (streq(c, ".."))
+			return true;
+	return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	json_t *j = json_loadb((const char *)data, size, 0, NULL);
@@ -31,8 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (st->type == STEP_COPY) {
 			fuzz_check(st->n_args >= 2 && st->files_hash &&
 				   strlen(st->files_hash) == 64);
-			fuzz_check(st->args[0][0] != '/' && strstr(st->args[0], "../") == NULL &&
-				   !streq(st->args[0], ".."));
+			fuzz_check(st->args[0][0] != '/' && !has_dotdot(st->args[0]));
 		}
 		if (st->type == STEP_ENV)
 			fuzz_check(st->n_args % 2 == 0);
