@@ -1,6 +1,7 @@
 /* Connect framing: envelopes, end-stream messages, error codes and Connect-Timeout-Ms. */
 #include <stdint.h>
 #include "connect/connect.h"
+#include "connect/procstream.h"
 #include "tap.h"
 
 static void test_envelope_append(void)
@@ -260,6 +261,66 @@ static void test_timeout(void)
 	is_int(ms, 7, "timeout: failures leave *ms alone");
 }
 
+static void collect_output(void *userdata, int fd, const char *data, size_t len)
+{
+	struct strbuf *out = userdata;
+	strbuf_printf(out, "%d:", fd);
+	strbuf_append(out, data, len);
+	strbuf_appends(out, ";");
+}
+
+static void append_json(struct strbuf *sb, uint8_t flags, const char *json)
+{
+	connect_envelope_append(sb, flags, json, strlen(json));
+}
+
+/* process.Process/Start's response stream as the daemon and the CLI read it. */
+static void test_proc_stream(void)
+{
+	_cleanup_strbuf_ struct strbuf wire = { 0 }, out = { 0 };
+	append_json(&wire, 0, "{\"event\":{\"start\":{\"pid\":7}}}");
+	append_json(&wire, 0, "{\"event\":{\"data\":{\"stdout\":\"aGk=\"}}}");
+	append_json(&wire, 0, "{\"event\":{\"keepalive\":{}}}");
+	append_json(&wire, 0, "{\"event\":{\"data\":{\"stderr\":\"b29wcw==\"}}}");
+	append_json(&wire, 0,
+		    "{\"event\":{\"end\":{\"exitCode\":3,\"status\":\"exit status 3\"}}}");
+	append_json(&wire, CONNECT_FLAG_END_STREAM, "{}");
+
+	/* Byte by byte: envelopes split anywhere. */
+	struct proc_stream ps = { .output = collect_output, .userdata = &out, .exit_code = -1 };
+	int r = 0;
+	for (size_t i = 0; i < wire.len && r == 0; i++) {
+		r = proc_stream_feed(&ps, wire.data + i, 1);
+		if (i == 12)
+			ok(!ps.started, "proc_stream: not started before the start event is whole");
+	}
+	is_int(r, 0, "proc_stream: byte-by-byte feed");
+	ok(ps.started && ps.ended, "proc_stream: started and ended");
+	is_int(ps.exit_code, 3, "proc_stream: exit code");
+	is_str(out.data, "1:hi;2:oops;", "proc_stream: stdout then stderr, decoded");
+	is_str(ps.error, "", "proc_stream: no error");
+	proc_stream_done(&ps);
+
+	/* Killed by a signal; an error at the end of the stream. */
+	strbuf_reset(&wire);
+	append_json(&wire, 0,
+		    "{\"event\":{\"end\":{\"exitCode\":-1,\"status\":\"signal: killed\"}}}");
+	append_json(&wire, CONNECT_FLAG_END_STREAM,
+		    "{\"error\":{\"code\":\"deadline_exceeded\",\"message\":\"too slow\"}}");
+	struct proc_stream sig = { 0 };
+	is_int(proc_stream_feed(&sig, wire.data, wire.len), 0, "proc_stream: one chunk");
+	is_int(sig.exit_code, 128 + 9, "proc_stream: a signal reads as 137");
+	is_str(sig.error, "too slow", "proc_stream: the end-of-stream error's message");
+	proc_stream_done(&sig);
+
+	/* A declared length beyond 16 MiB is refused, not waited for. */
+	const char huge[] = { 0, 0x7f, 0, 0, 0 };
+	struct proc_stream bad = { 0 };
+	is_int(proc_stream_feed(&bad, huge, sizeof(huge)), -EBADMSG,
+	       "proc_stream: oversized envelope");
+	proc_stream_done(&bad);
+}
+
 int main(void)
 {
 	test_envelope_append();
@@ -269,5 +330,6 @@ int main(void)
 	test_http_status();
 	test_from_errno();
 	test_timeout();
+	test_proc_stream();
 	return done();
 }

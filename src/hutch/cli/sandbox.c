@@ -7,6 +7,7 @@
 #include "common/macro.h"
 #include "common/strbuf.h"
 #include "connect/connect.h"
+#include "connect/procstream.h"
 #include "json/jsonx.h"
 
 static void usage(FILE *f)
@@ -107,64 +108,17 @@ static int do_kill(const char *url, const char *key, const char *id)
 
 /* ---- exec: process.Process/Start through the front door ---- */
 
-struct exec_state {
-	struct strbuf buf;
-	int exit_code;
-	bool ended;
-	char error[512];
-};
-
-static void exec_event(struct exec_state *es, const char *payload, size_t len)
+static void exec_output(void *userdata, int fd, const char *data, size_t len)
 {
-	json_t *j = json_loadb(payload, len, 0, NULL);
-	json_t *ev = json_object_get(json_object_get(j, "event"), "data");
-	const char *chan[] = { "stdout", "stderr" };
-	for (size_t i = 0; ev && i < 2; i++) {
-		unsigned char *bytes;
-		size_t n;
-		if (jsonx_get_bytes(ev, chan[i], NULL, &bytes, &n) == 0) {
-			fwrite(bytes, 1, n, i ? stderr : stdout);
-			fflush(i ? stderr : stdout);
-			free(bytes);
-		}
-	}
-	json_t *end = json_object_get(json_object_get(j, "event"), "end");
-	if (end) {
-		es->ended = true;
-		json_t *code = json_object_get(end, "exitCode");
-		es->exit_code = code ? (int)json_integer_value(code) : 0;
-		if (es->exit_code < 0)
-			es->exit_code = 128 + 9;
-	}
-	json_decref(j);
+	(void)userdata;
+	FILE *f = fd == 2 ? stderr : stdout;
+	fwrite(data, 1, len, f);
+	fflush(f);
 }
 
 static size_t exec_write(char *p, size_t size, size_t n, void *ud)
 {
-	struct exec_state *es = ud;
-	if (strbuf_append(&es->buf, p, size * n) < 0)
-		return 0;
-	for (;;) {
-		uint8_t flags;
-		const char *payload;
-		size_t plen;
-		long used = connect_envelope_parse(es->buf.data, es->buf.len, 16u << 20, &flags,
-						   &payload, &plen);
-		if (used <= 0)
-			break;
-		if (flags & CONNECT_FLAG_END_STREAM) {
-			json_t *j = json_loadb(payload, plen, 0, NULL);
-			const char *m = json_string_value(
-			    json_object_get(json_object_get(j, "error"), "message"));
-			if (m)
-				snprintf(es->error, sizeof(es->error), "%s", m);
-			json_decref(j);
-		} else {
-			exec_event(es, payload, plen);
-		}
-		strbuf_consume(&es->buf, (size_t)used);
-	}
-	return size * n;
+	return proc_stream_feed(ud, p, size * n) < 0 ? 0 : size * n;
 }
 
 static int do_exec(const char *url, const char *key, const char *id, const char *user,
@@ -212,7 +166,7 @@ static int do_exec(const char *url, const char *key, const char *id, const char 
 	}
 	json_decref(info);
 
-	struct exec_state es = { .exit_code = 1 };
+	struct proc_stream es = { .output = exec_output, .exit_code = 1 };
 	CURL *c = curl_easy_init();
 	curl_easy_setopt(c, CURLOPT_URL, full);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, env.data);
@@ -225,7 +179,7 @@ static int do_exec(const char *url, const char *key, const char *id, const char 
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
-	strbuf_free(&es.buf);
+	proc_stream_done(&es);
 	if (rc != CURLE_OK) {
 		fprintf(stderr, "hutch: %s\n", curl_easy_strerror(rc));
 		return 1;

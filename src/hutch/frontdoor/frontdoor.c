@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "frontdoor/frontdoor.h"
 #include "http/http.h"
+#include "net/netcurl.h"
 #include "net/netpool.h"
 
 #define RELAY_HIGH_WATER (1u << 20)
@@ -40,8 +41,8 @@ struct relay {
 	CURL *easy;
 	struct curl_slist *req_headers;
 	char *url;
-	bool connect_failed; /* nothing listens on the port */
-	int client_fd;	     /* to notice the client leaving while we wait on the sandbox */
+	struct netcurl_socket sock; /* .err: the port is closed, or -ESHUTDOWN: being killed */
+	int client_fd;		    /* to notice the client leaving while we wait on the sandbox */
 	bool watch_client;
 	bool cut; /* the sandbox is being killed */
 	bool has_body;
@@ -222,27 +223,10 @@ static size_t write_cb(char *buf, size_t size, size_t nitems, void *userdata)
 	return n;
 }
 
-static curl_socket_t open_socket_cb(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+static int relay_connect(void *userdata)
 {
 	struct relay *r = userdata;
-	(void)purpose;
-	(void)a;
-	int fd = sandbox_connect(r->sb, r->target.port);
-	if (fd == -ESHUTDOWN)
-		return CURL_SOCKET_BAD; /* being killed */
-	if (fd < 0) {
-		r->connect_failed = true;
-		return CURL_SOCKET_BAD;
-	}
-	return fd;
-}
-
-static int sockopt_cb(void *userdata, curl_socket_t fd, curlsocktype purpose)
-{
-	(void)userdata;
-	(void)fd;
-	(void)purpose;
-	return CURL_SOCKOPT_ALREADY_CONNECTED;
+	return sandbox_connect(r->sb, r->target.port);
 }
 
 /* Called by orchestr (another thread) when the sandbox is killed. */
@@ -467,9 +451,8 @@ static int relay_setup(struct http_req *req, struct relay *r)
 	CURL *e = r->easy;
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->req_headers);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+	r->sock = (struct netcurl_socket){ .connect = relay_connect, .userdata = r };
+	netcurl_use_socket(e, &r->sock);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
@@ -606,7 +589,7 @@ static int fd_finish(struct http_req *req)
 	if (is_cut(r))
 		return respond_gone(req, r->target.sandbox_id);
 	if (!r->headers_done) {
-		if (r->connect_failed)
+		if (r->sock.err < 0 && r->sock.err != -ESHUTDOWN)
 			return respond_port_closed(req, &r->target);
 		return respond_gone(req, r->target.sandbox_id);
 	}

@@ -6,63 +6,31 @@
 #include <string.h>
 #include "common/log.h"
 #include "common/macro.h"
+#include "net/netcurl.h"
 #include "net/netpool.h"
 
 struct init_call {
 	int netns_fd;
 	unsigned port;
-	int connect_err;
 };
 
-static curl_socket_t open_socket_cb(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+static int init_connect(void *userdata)
 {
 	struct init_call *c = userdata;
-	(void)purpose;
-	(void)a;
-	int fd = net_connect_in_netns(c->netns_fd, (uint16_t)c->port);
-	if (fd < 0) {
-		c->connect_err = fd;
-		return CURL_SOCKET_BAD;
-	}
-	return fd;
-}
-
-static int sockopt_cb(void *userdata, curl_socket_t fd, curlsocktype purpose)
-{
-	(void)userdata;
-	(void)fd;
-	(void)purpose;
-	return CURL_SOCKOPT_ALREADY_CONNECTED;
-}
-
-static size_t discard_cb(char *data, size_t size, size_t n, void *userdata)
-{
-	(void)data;
-	(void)userdata;
-	return size * n;
-}
-
-static void slist_freep(struct curl_slist **l)
-{
-	curl_slist_free_all(*l);
-}
-
-static void easy_freep(CURL **e)
-{
-	if (*e)
-		curl_easy_cleanup(*e);
+	return net_connect_in_netns(c->netns_fd, (uint16_t)c->port);
 }
 
 int envd_init_post(int netns_fd, unsigned port, const char *token, const char *body,
 		   unsigned timeout_ms)
 {
 	struct init_call call = { .netns_fd = netns_fd, .port = port };
+	struct netcurl_socket sock = { .connect = init_connect, .userdata = &call };
 	char url[64], auth[128];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/init", port);
 	if ((size_t)snprintf(auth, sizeof(auth), "X-Access-Token: %s", token) >= sizeof(auth))
 		return -EINVAL;
-	_cleanup_(easy_freep) CURL *e = curl_easy_init();
-	_cleanup_(slist_freep) struct curl_slist *h = NULL;
+	_cleanup_(netcurl_easy_freep) CURL *e = curl_easy_init();
+	_cleanup_(netcurl_slist_freep) struct curl_slist *h = NULL;
 	struct curl_slist *l;
 	if (!e || !(l = curl_slist_append(h, "Content-Type: application/json")))
 		return -ENOMEM;
@@ -77,18 +45,16 @@ int envd_init_post(int netns_fd, unsigned port, const char *token, const char *b
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &call);
-	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_cb);
+	netcurl_use_socket(e, &sock);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, netcurl_discard);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	CURLcode rc = curl_easy_perform(e);
 	explicit_bzero(auth, sizeof(auth));
 	if (rc != CURLE_OK) {
-		if (call.connect_err < 0)
-			return log_debug_errno(call.connect_err, "envd /init: cannot connect: %m");
+		if (sock.err < 0)
+			return log_debug_errno(sock.err, "envd /init: cannot connect: %m");
 		log_debug("envd /init: %s", curl_easy_strerror(rc));
 		return rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -ECONNREFUSED;
 	}

@@ -8,98 +8,29 @@
 #include "common/strbuf.h"
 #include "common/util.h"
 #include "connect/connect.h"
+#include "connect/procstream.h"
 #include "json/jsonx.h"
+#include "net/netcurl.h"
 #include "orchestr/orchestr-internal.h"
 
-#define EXEC_MAX_ENVELOPE (16u << 20)
+static int exec_connect(void *userdata)
+{
+	return sandbox_connect(userdata, ORCHESTR_ENVD_PORT);
+}
 
 struct exec_state {
-	struct sandbox *s;
-	const struct exec_opts *opts;
-	struct strbuf buf;
-	bool started, ended, connect_failed;
-	int exit_code;
-	char error[512];
+	struct proc_stream ps;
+	bool background;
 };
-
-static curl_socket_t open_socket_cb(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct exec_state *es = userdata;
-	(void)purpose;
-	(void)a;
-	int fd = sandbox_connect(es->s, ORCHESTR_ENVD_PORT);
-	if (fd < 0) {
-		es->connect_failed = true;
-		return CURL_SOCKET_BAD;
-	}
-	return fd;
-}
-
-static int sockopt_cb(void *userdata, curl_socket_t fd, curlsocktype purpose)
-{
-	(void)userdata;
-	(void)fd;
-	(void)purpose;
-	return CURL_SOCKOPT_ALREADY_CONNECTED;
-}
-
-static void exec_event(struct exec_state *es, const char *payload, size_t len)
-{
-	_cleanup_json_ json_t *j = json_loadb(payload, len, 0, NULL);
-	json_t *ev = json_object_get(j, "event");
-	if (json_object_get(ev, "start"))
-		es->started = true;
-	json_t *data = json_object_get(ev, "data");
-	static const char *const chan[] = { "stdout", "stderr", "pty" };
-	for (int i = 0; data && i < 3; i++) {
-		unsigned char *bytes;
-		size_t n;
-		if (jsonx_get_bytes(data, chan[i], NULL, &bytes, &n) == 0) {
-			if (es->opts->output)
-				es->opts->output(es->opts->userdata, i == 1 ? 2 : 1,
-						 (const char *)bytes, n);
-			free(bytes);
-		}
-	}
-	json_t *end = json_object_get(ev, "end");
-	if (end) {
-		es->ended = true;
-		json_t *code = json_object_get(end, "exitCode");
-		es->exit_code = json_is_integer(code) ? (int)json_integer_value(code) : 0;
-		if (es->exit_code < 0)
-			es->exit_code = 128 + 9; /* ended by a signal */
-	}
-}
 
 static size_t exec_write(char *p, size_t size, size_t n, void *ud)
 {
 	struct exec_state *es = ud;
-	if (strbuf_append(&es->buf, p, size * n) < 0)
+	if (proc_stream_feed(&es->ps, p, size * n) < 0)
+		return 0; /* malformed: abort */
+	/* A background command: once it runs, hang up (envd keeps it running). */
+	if (es->background && es->ps.started)
 		return 0;
-	for (;;) {
-		uint8_t flags;
-		const char *payload;
-		size_t plen;
-		long used = connect_envelope_parse(es->buf.data, es->buf.len, EXEC_MAX_ENVELOPE,
-						   &flags, &payload, &plen);
-		if (used < 0)
-			return 0; /* malformed: abort */
-		if (used == 0)
-			break;
-		if (flags & CONNECT_FLAG_END_STREAM) {
-			_cleanup_json_ json_t *j = json_loadb(payload, plen, 0, NULL);
-			const char *m = json_string_value(
-			    json_object_get(json_object_get(j, "error"), "message"));
-			if (m)
-				snprintf(es->error, sizeof(es->error), "%s", m);
-		} else {
-			exec_event(es, payload, plen);
-		}
-		strbuf_consume(&es->buf, (size_t)used);
-		/* A background command: once it runs, hang up (envd keeps it running). */
-		if (es->opts->background && es->started)
-			return 0;
-	}
 	return size * n;
 }
 
@@ -147,7 +78,10 @@ int sandbox_exec(struct orchestr *o, struct sandbox *s, const struct exec_opts *
 	h = curl_slist_append(h, h_token);
 	h = curl_slist_append(h, h_auth);
 
-	struct exec_state es = { .s = s, .opts = opts, .exit_code = -1 };
+	struct exec_state es = {
+		.ps = { .output = opts->output, .userdata = opts->userdata, .exit_code = -1 },
+		.background = opts->background,
+	};
 	CURL *c = curl_easy_init();
 	if (!c || !h) {
 		curl_slist_free_all(h);
@@ -155,9 +89,8 @@ int sandbox_exec(struct orchestr *o, struct sandbox *s, const struct exec_opts *
 		return -ENOMEM;
 	}
 	curl_easy_setopt(c, CURLOPT_URL, "http://127.0.0.1/process.Process/Start");
-	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
-	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &es);
-	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
+	struct netcurl_socket sock = { .connect = exec_connect, .userdata = s };
+	netcurl_use_socket(c, &sock);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, env.data);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)env.len);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -172,9 +105,9 @@ int sandbox_exec(struct orchestr *o, struct sandbox *s, const struct exec_opts *
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
-	strbuf_free(&es.buf);
+	proc_stream_done(&es.ps);
 
-	if (opts->background && es.started) {
+	if (opts->background && es.ps.started) {
 		*exit_code = 0;
 		return 0;
 	}
@@ -182,23 +115,23 @@ int sandbox_exec(struct orchestr *o, struct sandbox *s, const struct exec_opts *
 		snprintf(err, errlen, "timed out after %u ms", opts->timeout_ms);
 		return -ETIMEDOUT;
 	}
-	if (rc != CURLE_OK && !es.ended) {
+	if (rc != CURLE_OK && !es.ps.ended) {
 		snprintf(err, errlen, "%s",
-			 es.connect_failed ? "cannot reach envd in the sandbox"
-					   : curl_easy_strerror(rc));
+			 sock.err ? "cannot reach envd in the sandbox" : curl_easy_strerror(rc));
 		return -EIO;
 	}
 	if (status != 200) {
 		snprintf(err, errlen, "envd answered %ld", status);
 		return -EIO;
 	}
-	if (!es.ended) {
-		snprintf(err, errlen, "%s", es.error[0] ? es.error : "the process did not start");
+	if (!es.ps.ended) {
+		snprintf(err, errlen, "%s",
+			 es.ps.error[0] ? es.ps.error : "the process did not start");
 		return -EIO;
 	}
-	*exit_code = es.exit_code;
-	if (es.error[0])
-		snprintf(err, errlen, "%s", es.error);
+	*exit_code = es.ps.exit_code;
+	if (es.ps.error[0])
+		snprintf(err, errlen, "%s", es.ps.error);
 	return 0;
 }
 

@@ -12,6 +12,7 @@
  */
 #include <curl/curl.h>
 #include <limits.h>
+#include "net/netcurl.h"
 #include "orchestr/orchestr-internal.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -25,27 +26,9 @@ static int64_t now_ms(void)
 	return (int64_t)(now_realtime_usec() / 1000u);
 }
 
-static curl_socket_t health_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a)
+static int health_connect(void *userdata)
 {
-	(void)purpose;
-	(void)a;
-	int fd = net_connect_in_netns(*(int *)userdata, ENVD_PORT);
-	return fd < 0 ? CURL_SOCKET_BAD : fd;
-}
-
-static int health_sockopt(void *userdata, curl_socket_t fd, curlsocktype purpose)
-{
-	(void)userdata;
-	(void)fd;
-	(void)purpose;
-	return CURL_SOCKOPT_ALREADY_CONNECTED;
-}
-
-static size_t health_discard(char *p, size_t size, size_t n, void *userdata)
-{
-	(void)p;
-	(void)userdata;
-	return size * n;
+	return net_connect_in_netns(*(int *)userdata, ENVD_PORT);
 }
 
 /* Whether envd inside the namespace answers its health check. */
@@ -55,10 +38,9 @@ static bool envd_answers(int netns_fd)
 	if (!e)
 		return false;
 	curl_easy_setopt(e, CURLOPT_URL, "http://127.0.0.1:49983/health");
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, health_socket);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &netns_fd);
-	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, health_sockopt);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, health_discard);
+	struct netcurl_socket sock = { .connect = health_connect, .userdata = &netns_fd };
+	netcurl_use_socket(e, &sock);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, netcurl_discard);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
