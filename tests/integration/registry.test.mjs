@@ -1,11 +1,15 @@
 // FROM images other than templates, through the official SDK: an image pulled from a registry on
 // loopback (Debian's docker-registry, filled with skopeo from an OCI layout made here from
 // busybox: two layers, the second whiting out a file of the first), the same registry behind
-// Basic auth with the SDK's credentials, and the OCI layout itself through --image-dirs.
+// Basic auth with the SDK's credentials, behind the Docker token protocol (a token service in
+// this test signs RS256 JWTs with a certificate the registry trusts), and the OCI layout itself
+// through --image-dirs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
+import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,10 +24,12 @@ function have(cmd) {
 const skipReason = hutchSkip || (!have('skopeo') || !have('docker-registry')
   ? 'skopeo or docker-registry is not installed (scripts/deps.sh)' : false);
 const opts = { skip: skipReason };
+const execFileAsync = promisify(execFile);
 
 const nonce = randomBytes(6).toString('hex');
-let h, dir, layout, port, authPort;
+let h, dir, layout, port, authPort, tokenRegPort, tokenServer;
 const registries = [];
+const tokenRequests = [];
 
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 
@@ -96,9 +102,50 @@ async function startRegistry(name, extra = '') {
   throw new Error(`docker-registry ${name} did not start`);
 }
 
-function skopeoPush(dest, creds) {
-  execFileSync('skopeo', ['--insecure-policy', 'copy', '-q', '--dest-tls-verify=false',
-    ...(creds ? ['--dest-creds', creds] : []), `oci:${layout}:v1`, `docker://${dest}`], { stdio: 'pipe' });
+const b64url = (b) => Buffer.from(b).toString('base64url');
+
+/**
+ * A Docker token service (the protocol docker.io uses): Basic credentials hutch:s3cret get the
+ * actions asked for in `scope`, other credentials a 401, no credentials a token granting nothing. RS256, the certificate in
+ * the JWT's x5c header, which the registry checks against its rootcertbundle.
+ */
+async function startTokenService() {
+  const key = path.join(dir, 'token.key'), crt = path.join(dir, 'token.crt');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', crt,
+    '-days', '1', '-subj', '/CN=hutch-test-token'], { stdio: 'ignore' });
+  const der = execFileSync('openssl', ['x509', '-in', crt, '-outform', 'DER']);
+  const privateKey = createPrivateKey(fs.readFileSync(key));
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url, 'http://x');
+    const auth = req.headers.authorization ?? '';
+    const authed = auth === `Basic ${Buffer.from('hutch:s3cret').toString('base64')}`;
+    tokenRequests.push({ scope: u.searchParams.get('scope'), service: u.searchParams.get('service'), authed, basic: auth.startsWith('Basic ') });
+    if (auth && !authed) {
+      res.writeHead(401, { 'Content-Type': 'application/json' });
+      return res.end('{"details":"incorrect username or password"}');
+    }
+    const access = [];
+    for (const sc of u.searchParams.getAll('scope')) {
+      const [type, name, actions] = sc.split(':');
+      if (authed) access.push({ type, name, actions: actions.split(',') });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const header = { alg: 'RS256', typ: 'JWT', x5c: [der.toString('base64')] };
+    const claims = { iss: 'hutch-test-issuer', sub: authed ? 'hutch' : '', aud: u.searchParams.get('service'),
+      exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access };
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+    const token = `${input}.${b64url(sign('sha256', Buffer.from(input), privateKey))}`;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ token, expires_in: 300, issued_at: new Date().toISOString() }));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { server, crt };
+}
+
+/** Async: the token service answering skopeo lives in this process. */
+async function skopeoPush(dest, creds) {
+  await execFileAsync('skopeo', ['--insecure-policy', 'copy', '-q', '--dest-tls-verify=false',
+    ...(creds ? ['--dest-creds', creds] : []), `oci:${layout}:v1`, `docker://${dest}`], { timeout: 120000 });
 }
 
 before(async () => {
@@ -106,16 +153,21 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hutch-registry-'));
   makeLayout();
   port = await startRegistry('registry');
-  skopeoPush(`127.0.0.1:${port}/hutch/bb:v1`);
+  await skopeoPush(`127.0.0.1:${port}/hutch/bb:v1`);
   // bcrypt of "s3cret", as htpasswd -B writes it.
   fs.writeFileSync(path.join(dir, 'htpasswd'), 'hutch:$2b$12$n11HXwMFUmF2peUHrO1A3.4KyTGq4qovdPwpyDsP/coywCQ37CsLO\n');
   authPort = await startRegistry('registry-auth', `auth:\n  htpasswd:\n    realm: hutch-test\n    path: ${path.join(dir, 'htpasswd')}\n`);
-  skopeoPush(`127.0.0.1:${authPort}/private/bb:v1`, 'hutch:s3cret');
+  await skopeoPush(`127.0.0.1:${authPort}/private/bb:v1`, 'hutch:s3cret');
+  const ts = await startTokenService();
+  tokenServer = ts.server;
+  tokenRegPort = await startRegistry('registry-token', `auth:\n  token:\n    realm: http://127.0.0.1:${ts.server.address().port}/token\n    service: hutch-test-registry\n    issuer: hutch-test-issuer\n    rootcertbundle: ${ts.crt}\n`);
+  await skopeoPush(`127.0.0.1:${tokenRegPort}/private/bb:v1`, 'hutch:s3cret');
   h = await startHutch({ args: ['--image-dirs', dir] });
 });
 
 after(async () => {
   for (const r of registries) r.kill('SIGTERM');
+  tokenServer?.close();
   if (h) {
     const res = await h.stop();
     assert.equal(res.code, 0, `hutch serve exit ${JSON.stringify({ code: res.code, signal: res.signal })}\n${res.log.slice(-2000)}`);
@@ -163,6 +215,21 @@ test('fromImage with registry credentials (Basic auth); without them the build f
   await assert.rejects(
     Template.build(Template().fromImage(`127.0.0.1:${authPort}/private/bb:v1`, { username: 'hutch', password: 'nope' }).runCmd('true'), `it-badauth-${nonce}`),
     /access denied/);
+});
+
+test('fromImage from a registry using the Docker token protocol: credentials go to the realm, the pull uses the token', opts, async () => {
+  tokenRequests.length = 0;
+  await buildAndCheck(`127.0.0.1:${tokenRegPort}/private/bb:v1`, `it-token-${nonce}`, { username: 'hutch', password: 's3cret' });
+  const ours = tokenRequests.filter((t) => t.scope === 'repository:private/bb:pull');
+  assert.ok(ours.length >= 1 && ours.every((t) => t.authed && t.service === 'hutch-test-registry'), JSON.stringify(tokenRequests));
+  // A token that grants nothing: the registry still says 401; wrong credentials: the token
+  // service says 401. The build says which.
+  await assert.rejects(
+    Template.build(Template().fromImage(`127.0.0.1:${tokenRegPort}/private/bb:v1`).runCmd('true'), `it-notoken-${nonce}`),
+    /private\/bb: access denied \(HTTP 401\)/);
+  await assert.rejects(
+    Template.build(Template().fromImage(`127.0.0.1:${tokenRegPort}/private/bb:v1`, { username: 'hutch', password: 'nope' }).runCmd('true'), `it-badtoken-${nonce}`),
+    /token service answered HTTP 401/);
 });
 
 test('fromImage of a missing image or repository fails the build with the registry\'s answer', opts, async () => {
