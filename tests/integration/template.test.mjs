@@ -2,7 +2,7 @@
 // the layer cache, start/ready commands in every sandbox, failing steps, aliases, tags, delete.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -156,6 +156,32 @@ test('a failing step fails the build with its step, exit code and output', opts,
   await assert.rejects(Sandbox.create(`it-fail-${nonce}`), /no ready build/);
   // No partial layer of this build is left in the cache.
   assert.deepEqual(fs.readdirSync('/var/cache/hutch/layers').filter((n) => n.startsWith(`.tmp-${build.buildID}`)), []);
+});
+
+test("a build's own sandbox is invisible to clients: not listed, 404 by id", opts, async () => {
+  const build = Template.build(Template().fromTemplate('base').runCmd(`echo ${nonce}-hidden; sleep 4`), `it-hidden-${nonce}`);
+  // The build sandbox's id, from the store (sqlite3 from deps.sh): the only row without a key.
+  let id = '';
+  for (let i = 0; i < 100 && !id; i++) {
+    const r = spawnSync('sqlite3', ['-readonly', path.join(h.dataDir, 'hutch.db'),
+      "SELECT id FROM sandboxes WHERE key_id = '' AND state = 'running'"], { encoding: 'utf8' });
+    id = r.stdout.trim().split('\n')[0];
+    if (!id) await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.ok(id, 'the build sandbox is running');
+  const listed = (await api(h, 'GET', '/v2/sandboxes?limit=100')).json.map((s) => s.sandboxID);
+  assert.ok(!listed.includes(id), `listed: ${listed}`);
+  assert.ok(!(await api(h, 'GET', '/sandboxes')).json.some((s) => s.sandboxID === id));
+  for (const [method, p, body] of [['GET', `/sandboxes/${id}`], ['DELETE', `/sandboxes/${id}`],
+    ['POST', `/sandboxes/${id}/timeout`, { timeout: 1 }], ['POST', `/sandboxes/${id}/connect`, { timeout: 10 }],
+    ['GET', `/sandboxes/${id}/metrics`], ['GET', `/v2/sandboxes/${id}/logs`]]) {
+    const r = await api(h, method, p, body);
+    assert.equal(r.status, 404, `${method} ${p}: ${r.status}`);
+  }
+  assert.deepEqual((await api(h, 'GET', `/sandboxes/metrics?sandbox_ids=${id}`)).json, { sandboxes: {} });
+  // The attempts changed nothing: the build finishes.
+  await build;
+  assert.equal((await api(h, 'DELETE', `/templates/it-hidden-${nonce}`)).status, 204);
 });
 
 test('bad recipes and uploads get clear errors', opts, async () => {

@@ -154,6 +154,10 @@ static int api_finish(struct http_req *req)
 		if (!json_is_object(st->ar.body))
 			return api_error(req, 400, "The request body must be a JSON object");
 	}
+	/* A template build's sandbox is the daemon's own: no client sees or touches it. */
+	if (strstr(st->route->pattern, "sandboxes/{id}") &&
+	    !api_sandbox_visible(st->ar.srv, st->ar.id))
+		return api_error(req, 404, "sandbox \"%s\" not found", st->ar.id);
 	return st->route->fn(req, &st->ar);
 }
 

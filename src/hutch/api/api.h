@@ -38,6 +38,8 @@ int api_parse_states(const char *q, unsigned *out);
 typedef int (*api_handler_fn)(struct http_req *req, struct api_req *ar);
 
 /* sandboxes.c */
+/* Whether id is a sandbox clients may see: one created with an API key, not a build's. */
+bool api_sandbox_visible(struct hutch_server *srv, const char *id);
 int api_sandbox_create(struct http_req *req, struct api_req *ar);
 int api_sandbox_list_v1(struct http_req *req, struct api_req *ar);
 int api_sandbox_list_v2(struct http_req *req, struct api_req *ar);

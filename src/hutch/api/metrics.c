@@ -32,7 +32,8 @@ int api_sandboxes_metrics(struct http_req *req, struct api_req *ar)
 			return api_error(req, 400, "at most 100 sandbox_ids");
 		}
 		json_t *m = NULL;
-		if (orchestr_stats(ar->srv->orchestr, id, &m) >= 0)
+		if (api_sandbox_visible(ar->srv, id) &&
+		    orchestr_stats(ar->srv->orchestr, id, &m) >= 0)
 			json_object_set_new(all, id, m);
 	}
 	return http_respond_json(req, 200, json_pack("{s:o}", "sandboxes", all));

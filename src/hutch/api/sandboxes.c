@@ -62,6 +62,14 @@ int api_sandbox_create(struct http_req *req, struct api_req *ar)
 	return http_respond_json(req, 201, j);
 }
 
+bool api_sandbox_visible(struct hutch_server *srv, const char *id)
+{
+	struct sandbox_rec rec = { 0 };
+	bool visible = store_sandbox_get(srv->store, id, &rec) == 0 && rec.key_id[0];
+	sandbox_rec_clear(&rec);
+	return visible;
+}
+
 static int not_found(struct http_req *req, const char *id)
 {
 	return api_error(req, 404, "sandbox \"%s\" not found", id);
@@ -159,7 +167,7 @@ int api_sandbox_pause(struct http_req *req, struct api_req *ar)
 
 static int list(struct http_req *req, struct api_req *ar, bool v2)
 {
-	struct sandbox_filter f = { .limit = v2 ? LIST_MAX_LIMIT : 1000 };
+	struct sandbox_filter f = { .limit = v2 ? LIST_MAX_LIMIT : 1000, .keyed_only = true };
 	_cleanup_json_ json_t *meta = NULL;
 	const char *q = http_query(req, "metadata");
 	if (q && *q && api_parse_metadata_query(q, &meta) < 0)

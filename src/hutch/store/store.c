@@ -34,15 +34,16 @@
 
 /*
  * The listing filter, shared by both orders. ?1..?4 are the state names wanted (NULL for the
- * others); ?7/?8 the cursor's (started_ms, id). Metadata pairs come in as a JSON object in ?9
- * and must each have a matching row in sandbox_metadata: json_each gives keys verbatim, so keys
- * with dots or quotes need no path quoting.
+ * others); ?7/?8 the cursor's (started_ms, id); ?11 set: only sandboxes created with a key.
+ * Metadata pairs come in as a JSON object in ?9 and must each have a matching row in
+ * sandbox_metadata: json_each gives keys verbatim, so keys with dots or quotes need no path
+ * quoting.
  */
-#define SBX_LIST_WHERE                                                                      \
-	" FROM sandboxes AS s WHERE state IN (?1, ?2, ?3, ?4)"                              \
-	" AND (?5 IS NULL OR template_id = ?5) AND started_ms > ?6"                         \
-	" AND (?9 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?9) AS f WHERE NOT EXISTS" \
-	" (SELECT 1 FROM sandbox_metadata AS m"                                             \
+#define SBX_LIST_WHERE                                                                            \
+	" FROM sandboxes AS s WHERE state IN (?1, ?2, ?3, ?4)"                                    \
+	" AND (?5 IS NULL OR template_id = ?5) AND started_ms > ?6 AND (?11 = 0 OR key_id != '')" \
+	" AND (?9 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?9) AS f WHERE NOT EXISTS"       \
+	" (SELECT 1 FROM sandbox_metadata AS m"                                                   \
 	"  WHERE m.sandbox_id = s.id AND m.key = f.key AND m.value = f.value)))"
 
 static const char *const stmt_sql[_ST_MAX] = {
@@ -1046,6 +1047,7 @@ static int list_bind(sqlite3_stmt *st, const struct sandbox_filter *f, const cha
 		sq_bind_text(st, 9, metadata);
 	/* One row more than asked tells whether there is a next page. */
 	sqlite3_bind_int64(st, 10, (int64_t)f->limit + 1);
+	sqlite3_bind_int(st, 11, f->keyed_only);
 	return 0;
 }
 

@@ -148,6 +148,7 @@ struct sandbox_filter {
 	bool order_desc;	  /* by started_ms then id */
 	unsigned limit;		  /* 1..1000 */
 	const char *cursor;	  /* opaque next-token from a previous page, or NULL */
+	bool keyed_only;	  /* only sandboxes created with an API key (not builds') */
 };
 /* A page of sandboxes (malloc'd array of records the caller clears and frees) and the cursor
  * of the next page in *next (malloc'd, NULL on the last page). started_after_ms is strict
