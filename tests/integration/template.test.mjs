@@ -184,6 +184,25 @@ test("a build's own sandbox is invisible to clients: not listed, 404 by id", opt
   assert.equal((await api(h, 'DELETE', `/templates/it-hidden-${nonce}`)).status, 204);
 });
 
+test('file capabilities set by a RUN work in sandboxes from the template', opts, async () => {
+  // setcap cap_net_raw+ep by hand (base has no libcap2-bin): a v2 security.capability value.
+  const v2 = '01000002' + '00200000' + '00000000' + '00000000' + '00000000';
+  const tpl = Template().fromTemplate('base').runCmd(
+    `cp /bin/sleep /opt/capsleep-${nonce} && python3 -c "import os; os.setxattr('/opt/capsleep-${nonce}', 'security.capability', bytes.fromhex('${v2}'))"`);
+  await Template.build(tpl, `it-caps-${nonce}`);
+  const sbx = await Sandbox.create(`it-caps-${nonce}`);
+  try {
+    // As `user`: the file's capability is what raises the process's effective set.
+    const r = await sbx.commands.run(`/opt/capsleep-${nonce} 5 & sleep 0.5; grep CapEff /proc/$!/status; grep CapEff /proc/self/status`);
+    const [file, self] = r.stdout.trim().split('\n').map((l) => l.split(/\s+/)[1]);
+    assert.equal(file, '0000000000002000', `cap_net_raw from the file: ${r.stdout}`);
+    assert.equal(self, '0000000000000000', 'the shell itself has none');
+  } finally {
+    await sbx.kill();
+  }
+  assert.equal((await api(h, 'DELETE', `/templates/it-caps-${nonce}`)).status, 204);
+});
+
 test('bad recipes and uploads get clear errors', opts, async () => {
   const req = await api(h, 'POST', '/v3/templates', { name: `it-bad-${nonce}` });
   assert.equal(req.status, 202);

@@ -1,8 +1,10 @@
 /* The template builder (see builder.h): build threads, layer cache, step execution, logs. */
 #include "template/builder.h"
 
+#include <endian.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <linux/capability.h>
 #include <ftw.h>
 #include <limits.h>
 #include <nettle/sha2.h>
@@ -11,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/util.h"
@@ -227,11 +230,27 @@ static int unshift_one(const char *path, const struct stat *st, int flag, struct
 		gid -= unshift_base;
 	if (uid == st->st_uid && gid == st->st_gid)
 		return 0;
+	struct vfs_ns_cap_data caps;
+	ssize_t ncaps =
+	    S_ISREG(st->st_mode) ? lgetxattr(path, "security.capability", &caps, sizeof(caps)) : -1;
 	if (lchown(path, uid, gid) < 0)
 		return -errno;
 	/* chown drops setuid/setgid bits: put them back. */
 	if (!S_ISLNK(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID)) &&
 	    chmod(path, st->st_mode & 07777) < 0)
+		return -errno;
+	/* ... and file capabilities (setcap in a RUN). Root in the build sandbox wrote them for
+	 * its namespace (v3, rootid = its host uid); the layer keeps them for any sandbox's root
+	 * (v2: rootid 0, which a sandbox's idmapped mount of the layer maps to its own root). */
+	if (ncaps == (ssize_t)XATTR_CAPS_SZ_3 &&
+	    (le32toh(caps.magic_etc) & VFS_CAP_REVISION_MASK) == VFS_CAP_REVISION_3 &&
+	    le32toh(caps.rootid) == unshift_base) {
+		caps.magic_etc = htole32(VFS_CAP_REVISION_2 |
+					 (le32toh(caps.magic_etc) & VFS_CAP_FLAGS_EFFECTIVE));
+		ncaps = (ssize_t)XATTR_CAPS_SZ_2;
+	}
+	if (ncaps == (ssize_t)XATTR_CAPS_SZ_2 &&
+	    lsetxattr(path, "security.capability", &caps, XATTR_CAPS_SZ_2, 0) < 0)
 		return -errno;
 	return 0;
 }
