@@ -228,7 +228,7 @@ static int bind_hutch_dir(const struct jail_root_fds *fds)
 			"mode=0711,size=1m,nr_inodes=64");
 }
 
-static int mount_dev(const char *oldroot)
+static int mount_dev(const struct sandbox_spec *spec, const char *oldroot)
 {
 	static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 	static const char *const links[][2] = {
@@ -256,8 +256,15 @@ static int mount_dev(const char *oldroot)
 	    (r = do_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
 			  "newinstance,ptmxmode=0666,mode=0620,gid=5")) < 0)
 		return r;
+	/* Half the sandbox's memory, as the kernel sizes a tmpfs by RAM in a VM (E2B's sandboxes):
+	 * pages there are memory nothing can reclaim, so a full /dev/shm must leave the sandbox
+	 * room to run processes. */
+	char shm_opts[64] = "mode=1777";
+	if (spec->memory_mb)
+		snprintf(shm_opts, sizeof(shm_opts), "mode=1777,size=%um",
+			 MAX(spec->memory_mb / 2, 1u));
 	if ((r = make_dir("/dev/shm", 01777)) < 0 ||
-	    (r = do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")) < 0)
+	    (r = do_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_opts)) < 0)
 		return r;
 	return make_dir("/dev/mqueue", 01777);
 }
@@ -367,7 +374,7 @@ int jail_build_root(const struct sandbox_spec *spec, const struct jail_root_fds 
 		return r;
 	if ((r = make_dir("/sys", 0555)) < 0 || (r = clone_ro(fds->sys, "/sys", false)) < 0)
 		return r;
-	if ((r = mount_dev(old)) < 0 || (r = mount_hutch_dir(spec)) < 0 ||
+	if ((r = mount_dev(spec, old)) < 0 || (r = mount_hutch_dir(spec)) < 0 ||
 	    (r = bind_hutch_dir(fds)) < 0)
 		return r;
 	if (umount2(old, MNT_DETACH) < 0)
