@@ -5,7 +5,7 @@ BUILD_ASAN ?= build-asan
 MESON      ?= meson
 NINJA      ?= ninja
 
-.PHONY: all deps build build-asan test test-quick check-asan run bench bench-sandbox clean format fuzz
+.PHONY: all deps build build-asan test test-quick check-asan run bench bench-sandbox bench-recovery clean format fuzz
 
 all: build
 
@@ -45,6 +45,10 @@ bench: deps build
 # Sandbox.create() latency, create → first command vs bare bwrap, memory per idle sandbox (root).
 bench-sandbox: deps build
 	@scripts/sandbox-bench.sh $(BUILD)
+
+# A restart after kill -9 with sandboxes, some with a hung envd: time to /health (root).
+bench-recovery: deps build
+	@scripts/recovery-bench.sh $(BUILD)
 
 fuzz: deps
 	@scripts/fuzz.sh

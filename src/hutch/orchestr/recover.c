@@ -12,6 +12,7 @@
  */
 #include <curl/curl.h>
 #include <limits.h>
+#include <pthread.h>
 #include "net/netcurl.h"
 #include "orchestr/orchestr-internal.h"
 #include "common/log.h"
@@ -20,6 +21,7 @@
 #define ENVD_PORT	  49983
 #define HEALTH_TIMEOUT_MS 3000
 #define RECOVER_PAGE	  1000
+#define RECOVER_WORKERS	  7 /* besides the calling thread */
 
 static int64_t now_ms(void)
 {
@@ -83,10 +85,23 @@ static const char *try_attach(const struct recover_env *env, const struct sandbo
 	return NULL;
 }
 
+/* One page of rows, shared by the workers: each takes the next row; keep[] gets the ids of the
+ * sandboxes taken back. */
+struct recover_page {
+	struct orchestr *o;
+	const struct recover_env *env;
+	struct sandbox_rec *recs;
+	size_t n, next;
+	char (*keep)[40];
+	size_t n_keep;
+	pthread_mutex_t lock;
+};
+
 /* Takes back or destroys one sandbox; its id goes to keep[] when taken back. */
-static void recover_one(struct orchestr *o, const struct recover_env *env,
-			const struct sandbox_rec *rec, char (*keep)[40], size_t *n_keep)
+static void recover_one(struct recover_page *pg, const struct sandbox_rec *rec)
 {
+	struct orchestr *o = pg->o;
+	const struct recover_env *env = pg->env;
 	char run_dir[PATH_MAX];
 	snprintf(run_dir, sizeof(run_dir), "%s/sandboxes/%s", env->cfg->data_dir, rec->id);
 	struct runtime_sandbox *rs = NULL;
@@ -96,7 +111,9 @@ static void recover_one(struct orchestr *o, const struct recover_env *env,
 	if (!why) {
 		int r = orchestr_adopt(o, rec, rs, slot, uid_index);
 		if (r == 0) {
-			memcpy(keep[(*n_keep)++], rec->id, sizeof(keep[0]));
+			pthread_mutex_lock(&pg->lock);
+			memcpy(pg->keep[pg->n_keep++], rec->id, sizeof(pg->keep[0]));
+			pthread_mutex_unlock(&pg->lock);
 			log_info("Sandbox %s taken back (ends in %lld s)", rec->id,
 				 (long long)((rec->end_ms - now_ms()) / 1000));
 			return;
@@ -115,6 +132,33 @@ static void recover_one(struct orchestr *o, const struct recover_env *env,
 	if (slot)
 		netpool_release(env->np, slot);
 	store_sandbox_delete(env->st, rec->id);
+}
+
+static void *recover_worker(void *userdata)
+{
+	struct recover_page *pg = userdata;
+	for (;;) {
+		pthread_mutex_lock(&pg->lock);
+		size_t i = pg->next++;
+		pthread_mutex_unlock(&pg->lock);
+		if (i >= pg->n)
+			return NULL;
+		recover_one(pg, &pg->recs[i]);
+	}
+}
+
+/* The rows of a page, RECOVER_WORKERS at a time: an envd that does not answer costs its
+ * HEALTH_TIMEOUT_MS once, not once per sandbox behind it. */
+static void recover_page(struct recover_page *pg)
+{
+	pthread_t th[RECOVER_WORKERS];
+	size_t started = 0;
+	for (; started < RECOVER_WORKERS && started < pg->n; started++)
+		if (pthread_create(&th[started], NULL, recover_worker, pg) != 0)
+			break;
+	recover_worker(pg); /* this thread too; alone when no worker could start */
+	for (size_t i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
 }
 
 void orchestr_recover(struct orchestr *o, const struct recover_env *env)
@@ -143,11 +187,21 @@ void orchestr_recover(struct orchestr *o, const struct recover_env *env)
 			cursor = (free(cursor), NULL);
 			break;
 		}
-		for (size_t i = 0; i < n; i++) {
-			/* Deleting rows does not disturb paging: the cursor is a key. */
-			recover_one(o, env, &recs[i], keep, &n_keep);
+		/* Deleting rows does not disturb paging: the cursor is a key. */
+		struct recover_page pg = {
+			.o = o,
+			.env = env,
+			.recs = recs,
+			.n = n,
+			.keep = keep,
+			.n_keep = n_keep,
+		};
+		pthread_mutex_init(&pg.lock, NULL);
+		recover_page(&pg);
+		pthread_mutex_destroy(&pg.lock);
+		n_keep = pg.n_keep;
+		for (size_t i = 0; i < n; i++)
 			sandbox_rec_clear(&recs[i]);
-		}
 		free(recs);
 		complete = !cursor;
 	} while (cursor);
