@@ -4,6 +4,8 @@
 # Needs root and the base template (made by the first `hutch serve`).
 # Usage: scripts/sandbox-bench.sh [BUILD_DIR] [-- extra args for bench/sandbox-bench.mjs,
 #        e.g. --runs 200 --idle 500 --warm-sandboxes 0]
+# HUTCH_BENCH=recovery-bench.mjs runs another daemon benchmark of bench/ the same way
+# (scripts/recovery-bench.sh).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,4 +29,4 @@ export HUTCH_BUILD=$build
 # Same lock as the integration tests: the fixed subnet must not be shared.
 exec 9>/tmp/hutch-integration.lock
 flock 9
-exec node "$repo/bench/sandbox-bench.mjs" "$@"
+exec node "$repo/bench/${HUTCH_BENCH:-sandbox-bench.mjs}" "$@"
