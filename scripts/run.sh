@@ -23,7 +23,7 @@ fi
 export HUTCH_API_KEY
 cat <<EOT
 Starting hutch serve (data in $data). The first start on this machine builds the base
-template (templates/base/e2b.Dockerfile: debootstrap and apt, a few minutes; its log follows);
+template (templates/base/e2b.Dockerfile: debootstrap and apt, about a minute; its log follows);
 later starts use the layer cache and take a second.
 
 Point the official SDK (npm e2b / @e2b/code-interpreter) at it:

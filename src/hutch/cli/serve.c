@@ -282,9 +282,10 @@ static void strv_free(char **v)
 /*
  * Builds the built-in templates (base) through the template builder and keeps sandboxes of each
  * started ahead. Runs before the API listens: /health answers once base can be used. With every
- * layer in the shared cache this takes milliseconds; the first build on a machine takes minutes
- * (debootstrap, apt), its log in the daemon's log and in the build's record. SIGTERM or SIGINT
- * (in `stop`, blocked) meanwhile stops the build at its next step: -ECANCELED.
+ * layer in the shared cache this takes milliseconds; the first build on a machine takes about a
+ * minute (debootstrap, apt), its log in the daemon's log and in the build's record. SIGTERM or
+ * SIGINT (in `stop`, blocked) meanwhile stops the build: -ECANCELED (the caller's cleanup kills
+ * a running step's sandbox at once, but waits for a debootstrap in progress).
  */
 static int build_builtin_templates(struct hutch_server *srv, const sigset_t *stop)
 {
@@ -296,7 +297,7 @@ static int build_builtin_templates(struct hutch_server *srv, const sigset_t *sto
 		if (r < 0)
 			return r;
 		log_info("Building the %s template (build %s) from %s; the first time on a machine "
-			 "takes minutes, later starts use the layer cache",
+			 "takes about a minute, later starts use the layer cache",
 			 bt->name, build_id, bt->path);
 		while ((r = builder_wait(srv->builder, build_id, 200)) == -ETIMEDOUT) {
 			const struct timespec now = { 0, 0 };
