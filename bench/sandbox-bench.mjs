@@ -3,9 +3,9 @@
 // (or scripts/sandbox-bench.sh / `make bench-sandbox`, which hold the integration-test lock).
 // --warm-sandboxes sets the daemon's warm pool (default: the daemon's own, 2; 0 measures the
 // cold path). Prints Sandbox.create() p50/p99, create → first command p50, the same command under a bare
-// bubblewrap sandbox on the same base root filesystem (the floor), their ratio, and host memory
-// per idle sandbox with M sandboxes alive at once.
-import { spawnSync } from 'node:child_process';
+// bubblewrap sandbox on the same base root filesystem (the floor; base's layers under one overlay),
+// their ratio, and host memory per idle sandbox with M sandboxes alive at once.
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -41,6 +41,13 @@ if (values['warm-sandboxes'] !== undefined) args.push('--warm-sandboxes', values
 const h = await startHutch({ warm: 8, args });
 console.log(`warm pool: ${values['warm-sandboxes'] ?? 'default (2)'} sandboxes per template`);
 let failed = false;
+let floorMount = null;
+function unmountFloor() {
+  if (!floorMount) return;
+  execFileSync('umount', [floorMount]);
+  fs.rmdirSync(floorMount);
+  floorMount = null;
+}
 try {
   // Sandbox.create() alone.
   const create = [], first = [];
@@ -59,11 +66,18 @@ try {
   console.log(`Sandbox.create() p50 ${fmt(q(create, 0.5))} ms p99 ${fmt(q(create, 0.99))} ms over ${RUNS} (targets: p50 <= 15 ms, p99 <= 50 ms)`);
   console.log(`create -> first commands.run('true') p50 ${fmt(q(first, 0.5))} ms`);
 
-  // The floor: the same command in a bare bubblewrap sandbox on the same root filesystem.
-  const tdir = '/var/cache/hutch/templates';
-  const layer = fs.readdirSync(tdir, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && d.name.startsWith('base-') && !d.name.endsWith('.tmp')).map((d) => d.name).sort().pop();
-  const rootfs = path.join(tdir, layer);
+  // The floor: the same command in a bare bubblewrap sandbox on the same root filesystem: base's
+  // layers (from the daemon's store), stacked read-only by an overlay mount when there are several.
+  const layers = JSON.parse(execFileSync('sqlite3', ['-readonly', path.join(h.dataDir, 'hutch.db'),
+    "SELECT layers FROM templates WHERE id = 'base'"], { encoding: 'utf8' }));
+  let rootfs = layers[0];
+  if (layers.length > 1) {
+    floorMount = fs.mkdtempSync('/tmp/hutch-bench-root-');
+    // overlay's lowerdir lists the top-most first; the layers keep user.overlay.* xattrs.
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o',
+      `ro,userxattr,lowerdir=${[...layers].reverse().join(':')}`, floorMount]);
+    rootfs = floorMount;
+  }
   const bw = [];
   const bwArgs = ['--unshare-all', '--die-with-parent', '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--uid', '1000', '--gid', '1000', '/bin/bash', '-l', '-c', 'true'];
   for (let i = 0; i < RUNS; i++) {
@@ -72,6 +86,7 @@ try {
     if (r.status !== 0) throw new Error(`bwrap: ${r.stderr}`);
     bw.push(ms(t0));
   }
+  unmountFloor();
   const ratio = q(first, 0.5) / q(bw, 0.5);
   console.log(`bare bwrap + bash -l -c true p50 ${fmt(q(bw, 0.5))} ms; create+first command is ${ratio.toFixed(2)}x that (target <= 3x)`);
 
@@ -88,6 +103,7 @@ try {
   failed = true;
   console.error(`bench failed: ${e?.stack ?? e}`);
 } finally {
+  try { unmountFloor(); } catch (e) { console.error(`unmount ${floorMount}: ${e.message}`); }
   const res = await h.stop();
   if (res.left.length) console.error(`left behind: ${res.left.join(', ')}`);
 }

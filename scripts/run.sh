@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: builds the base template if needed and starts `hutch serve` with defaults,
+# `make run`: starts `hutch serve` with defaults (it builds the base template if needed),
 # printing the three variables that point the official SDK at it.
 set -euo pipefail
 build=${1:-build}
@@ -22,8 +22,9 @@ if [ -z "${HUTCH_API_KEY:-}" ]; then
 fi
 export HUTCH_API_KEY
 cat <<EOT
-Starting hutch serve (data in $data). The first start builds the Debian base template
-(about a minute); later starts take a second.
+Starting hutch serve (data in $data). The first start on this machine builds the base
+template (templates/base/e2b.Dockerfile: debootstrap and apt, about a minute; its log follows);
+later starts use the layer cache and take a second.
 
 Point the official SDK (npm e2b / @e2b/code-interpreter) at it:
 

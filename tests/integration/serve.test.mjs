@@ -56,6 +56,54 @@ test('create, run commands as the default user, files, getInfo, kill twice', opt
   assert.equal(await sbx.isRunning(), false);
 });
 
+test('base: what E2B\'s base promises (user, sudo, tools, locale, per-sandbox identity files)', opts, async () => {
+  const sbx = await Sandbox.create('base');
+  try {
+    const run = async (cmd, o) => (await sbx.commands.run(cmd, o)).stdout.trim();
+    assert.equal(await run('id -u; id -g; id -gn; getent passwd user | cut -d: -f6,7'), '1000\n1000\nuser\n/home/user:/bin/bash');
+    assert.equal(await run('sudo -n id -u; sudo -n -u user -i pwd'), '0\n/home/user', 'passwordless sudo');
+    assert.equal(await run('python3 -c "print(6*7)"; node -e "console.log(6*7)"'), '42\n42');
+    assert.match(await run('git --version; curl --version | head -n1; ip -V; ps --version'),
+      /^git version [\d.]+\ncurl [\d.]+.*\nip utility, iproute2-[\w.]+.*\nps from procps-ng [\d.]+$/);
+    assert.equal(await run('echo "$LANG"; cat /etc/default/locale'), 'C.UTF-8\nLANG=C.UTF-8');
+    assert.equal(await run('cat /etc/hostname; hostname'), `${sbx.sandboxId}\n${sbx.sandboxId}`);
+    const hosts = await run('cat /etc/hosts');
+    assert.match(hosts, /^127\.0\.0\.1\s+localhost$/m);
+    assert.match(hosts, new RegExp(`^127\\.0\\.1\\.1\\s+${sbx.sandboxId}$`, 'm'));
+    assert.match(await run('cat /etc/resolv.conf'), /^nameserver \d+\.\d+\.\d+\.\d+$/m, 'a resolver of its own');
+    assert.equal(await run('ls /var/lib/apt/lists | grep -v -e "^lock$" -e "^partial$" | wc -l'), '0', 'no apt lists in the template');
+    assert.equal(await run('pwd; cd && pwd', { user: 'root' }), '/home/user\n/root', 'root starts in the workdir, its home is /root');
+  } finally {
+    await sbx.kill();
+  }
+});
+
+test('base: built from templates/base/e2b.Dockerfile by the builder, its build recorded and logged', opts, async () => {
+  const t = await api(h, 'GET', '/templates/base');
+  assert.equal(t.status, 200, t.text);
+  assert.equal(t.json.templateID, 'base');
+  assert.equal(t.json.public, true);
+  assert.deepEqual(t.json.aliases, ['base']);
+  assert.equal(t.json.buildStatus, 'ready');
+  assert.equal(t.json.builds.length, 1, 'one build per Dockerfile, not one per start');
+  const id = t.json.buildID;
+  assert.match(id, /^[0-9a-f]{20}$/);
+  const st = await api(h, 'GET', `/templates/base/builds/${id}/status`);
+  assert.equal(st.status, 200, st.text);
+  assert.equal(st.json.status, 'ready');
+  const lines = st.json.logEntries.map((e) => e.message);
+  assert.ok(lines.some((l) => /FROM debian:bookworm/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /^Build finished in/.test(l)), lines.join('\n'));
+  // The same lines in the daemon's log.
+  assert.match(h.log(), new RegExp(`Template base build ${id}: \\[base\\] FROM debian:bookworm`));
+  const ready = h.log().match(/The base template is ready \(([\d.]+) s\)/);
+  assert.ok(ready, h.log().slice(-3000));
+  // From the shared layer cache (another data dir built it before): a start within seconds.
+  if (/Build finished in [\d.]+ s \(0 layers built/.test(h.log())) assert.ok(Number(ready[1]) < 5, `base took ${ready[1]} s from the cache`);
+  assert.equal((await api(h, 'DELETE', '/templates/base')).status, 403);
+  assert.equal((await api(h, 'GET', '/templates/aliases/base')).json?.templateID, 'base');
+});
+
 test('PTY: create, input, resize, kill', opts, async () => {
   const sbx = await Sandbox.create('base');
   try {

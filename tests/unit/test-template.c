@@ -1,10 +1,12 @@
-/* The base template: mirror discovery from apt sources (both formats) and, with HUTCH_TEST_BASE=1
- * as root, a real debootstrap build into a temporary cache. */
+/* Templates: mirror discovery from apt sources (both formats) and the built-in templates'
+ * compiled-in Dockerfiles. */
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include "common/util.h"
+#include "json/jsonx.h"
+#include "template/builtin.h"
 #include "template/template.h"
 #include "tap.h"
 
@@ -185,83 +187,93 @@ static void test_apt_mirror_files(void)
 		diag("host mirror: %s", m);
 }
 
-static bool exists_in(const char *layer, const char *rel, mode_t type)
+/* The step of recipe `steps` with this type whose first argument contains `needle`, or NULL. */
+static json_t *find_step(json_t *steps, const char *type, const char *needle)
 {
-	_cleanup_free_ char *p = NULL;
-	struct stat st;
-	if (asprintf(&p, "%s/%s", layer, rel) < 0)
-		return false;
-	return stat(p, &st) == 0 && (st.st_mode & S_IFMT) == type;
+	size_t i;
+	json_t *st;
+	json_array_foreach (steps, i, st) {
+		const char *t = json_string_value(json_object_get(st, "type"));
+		const char *a0 = json_string_value(json_array_get(json_object_get(st, "args"), 0));
+		if (t && a0 && streq(t, type) && strstr(a0, needle))
+			return st;
+	}
+	return NULL;
 }
 
-static bool file_contains(const char *layer, const char *rel, const char *needle)
+/* The built-in base: its compiled-in Dockerfile parses into what E2B's base promises. The
+ * layers themselves are checked through sandboxes (tests/integration/serve.test.mjs). */
+static void test_builtin_base(void)
 {
-	_cleanup_free_ char *p = NULL;
-	if (asprintf(&p, "%s/%s", layer, rel) < 0)
-		return false;
-	_cleanup_fclose_ FILE *f = fopen(p, "re");
-	char line[1024];
-	while (f && fgets(line, sizeof(line), f))
-		if (strstr(line, needle))
-			return true;
-	return false;
-}
-
-static void test_build_base(void)
-{
-	if (!streq(getenv("HUTCH_TEST_BASE"), "1") || geteuid() != 0) {
-		skip("set HUTCH_TEST_BASE=1 and run as root to build the base (minutes)",
-		     "build the base template");
+	const struct builtin_template *base = NULL;
+	for (size_t i = 0; i < builtin_templates_n; i++)
+		if (streq(builtin_templates[i].name, "base"))
+			base = &builtin_templates[i];
+	ok(base != NULL, "builtin: base is a built-in template");
+	if (!base)
 		return;
-	}
-	char cache[] = "/var/tmp/hutch-test-base-XXXXXX";
-	if (!mkdtemp(cache))
-		abort();
-	struct base_template_config cfg = { .cache_dir = cache };
-	_cleanup_free_ char *layer = NULL, *again = NULL, *want = NULL;
-	uint64_t t0 = now_usec();
-	int r = template_base_ensure(&cfg, &layer);
-	is_int(r, 0, "template_base_ensure builds the base");
-	if (r < 0) {
-		rm_tree(cache);
+	_cleanup_json_ json_t *recipe = NULL, *again = NULL;
+	char id[BUILTIN_BUILD_ID_LEN + 1] = "", id2[BUILTIN_BUILD_ID_LEN + 1] = "";
+	is_int(builtin_recipe(base, &recipe, id), 0, "builtin: base's Dockerfile parses");
+	if (!recipe)
 		return;
+	is_str(json_string_value(json_object_get(recipe, "fromImage")), "debian:bookworm",
+	       "builtin: FROM debian:bookworm");
+	ok(strlen(id) == BUILTIN_BUILD_ID_LEN && strspn(id, "0123456789abcdef") == strlen(id),
+	   "builtin: build id is %d hex digits (%s)", BUILTIN_BUILD_ID_LEN, id);
+	is_int(builtin_recipe(base, &again, id2), 0, "builtin: parses again");
+	is_str(id2, id, "builtin: the same recipe gives the same build id");
+
+	json_t *steps = json_object_get(recipe, "steps");
+	json_t *apt = find_step(steps, "RUN", "apt-get install");
+	ok(apt != NULL, "builtin: RUN apt-get install");
+	static const char *const pkgs[] = { "bash",   "coreutils", "ca-certificates", "curl",
+					    "git",    "python3",   "nodejs",	      "sudo",
+					    "procps", "iproute2" };
+	const char *cmd =
+	    apt ? json_string_value(json_array_get(json_object_get(apt, "args"), 0)) : "";
+	for (size_t i = 0; i < ELEMENTSOF(pkgs); i++) {
+		char word[64];
+		snprintf(word, sizeof(word), " %s ", pkgs[i]);
+		ok(strstr(cmd, word) != NULL, "builtin: installs %s", pkgs[i]);
 	}
-	diag("built %s in %.1f s", layer, (double)(now_usec() - t0) / 1e6);
-	ok(template_base_path(cache, &want) == 0 && streq(want, layer),
-	   "template_base_path names the layer");
+	ok(strstr(cmd, "DEBIAN_FRONTEND='noninteractive'") ||
+	       strstr(cmd, "DEBIAN_FRONTEND=noninteractive"),
+	   "builtin: apt runs non-interactive (ARG)");
+	ok(strstr(cmd, "rm -rf /var/lib/apt/lists/*") != NULL, "builtin: apt lists removed");
+	ok(find_step(steps, "RUN", "NOPASSWD: ALL' > /etc/sudoers.d/user") != NULL,
+	   "builtin: passwordless sudo for user");
+	ok(find_step(steps, "RUN", "1000:1000:/home/user") != NULL,
+	   "builtin: user is 1000:1000 with home /home/user");
+	json_t *env = find_step(steps, "ENV", "LANG");
+	is_str(env ? json_string_value(json_array_get(json_object_get(env, "args"), 1)) : NULL,
+	       "C.UTF-8", "builtin: ENV LANG=C.UTF-8");
+	json_t *last_user = NULL, *last_wd = NULL;
+	size_t i;
+	json_t *st;
+	json_array_foreach (steps, i, st) {
+		const char *t = json_string_value(json_object_get(st, "type"));
+		if (t && streq(t, "USER"))
+			last_user = st;
+		if (t && streq(t, "WORKDIR"))
+			last_wd = st;
+	}
+	is_str(last_user ? json_string_value(json_array_get(json_object_get(last_user, "args"), 0))
+			 : NULL,
+	       "user", "builtin: sandboxes run as user");
+	is_str(last_wd ? json_string_value(json_array_get(json_object_get(last_wd, "args"), 0))
+		       : NULL,
+	       "/home/user", "builtin: in /home/user");
+	ok(!json_object_get(recipe, "startCmd") && !json_object_get(recipe, "readyCmd"),
+	   "builtin: no start or ready command");
 
-	ok(file_contains(layer, "etc/os-release", "VERSION_CODENAME=bookworm"),
-	   "os-release: bookworm");
-	ok(file_contains(layer, "etc/passwd", "user:x:1000:1000:") &&
-	       file_contains(layer, "etc/passwd", ":/home/user:/bin/bash"),
-	   "passwd: user 1000:1000, /home/user, bash");
-	ok(file_contains(layer, "etc/group", "user:x:1000:"), "group: user 1000");
-	_cleanup_free_ char *home = NULL;
-	struct stat st;
-	ok(asprintf(&home, "%s/home/user", layer) > 0 && stat(home, &st) == 0 &&
-	       S_ISDIR(st.st_mode) && st.st_uid == 1000 && st.st_gid == 1000,
-	   "home: /home/user owned by 1000");
-	ok(file_contains(layer, "etc/sudoers.d/user", "user ALL=(ALL:ALL) NOPASSWD: ALL"),
-	   "sudoers.d: passwordless sudo");
-	static const char *const bins[] = { "usr/bin/python3", "usr/bin/git",  "usr/bin/curl",
-					    "usr/bin/node",    "usr/bin/sudo", "usr/bin/ps",
-					    "usr/bin/ip",      "bin/bash",     "bin/ls" };
-	for (size_t i = 0; i < ELEMENTSOF(bins); i++)
-		ok(exists_in(layer, bins[i], S_IFREG), "binary: /%s", bins[i]);
-	ok(file_contains(layer, "etc/default/locale", "LANG=C.UTF-8"), "locale: C.UTF-8");
-	ok(exists_in(layer, "etc/hostname", S_IFREG), "hostname placeholder");
-	_cleanup_free_ char *lists = NULL;
-	ok(asprintf(&lists, "%s/var/lib/apt/lists", layer) > 0 && rmdir(lists) == 0,
-	   "apt lists removed (empty directory)");
-	if (lists)
-		mkdir(lists, 0755);
-	ok(stat(layer, &st) == 0 && st.st_uid == 0, "layer owned by root");
-
-	t0 = now_usec();
-	r = template_base_ensure(&cfg, &again);
-	ok(r == 0 && streq(again, layer) && now_usec() - t0 < 1000000,
-	   "a second call returns the cached layer at once");
-	rm_tree(cache);
+	/* A built-in template has no build context. */
+	const struct builtin_template bad = { "bad", "bad.Dockerfile",
+					      "FROM debian:bookworm\nCOPY a /a\n" };
+	_cleanup_json_ json_t *none = NULL;
+	is_int(builtin_recipe(&bad, &none, id2), -EINVAL, "builtin: COPY is refused");
+	const struct builtin_template broken = { "broken", "broken.Dockerfile", "RUN true\n" };
+	is_int(builtin_recipe(&broken, &none, id2), -EINVAL, "builtin: no FROM is an error");
 }
 
 int main(void)
@@ -270,6 +282,6 @@ int main(void)
 	test_deb822_format();
 	test_mirror_valid();
 	test_apt_mirror_files();
-	test_build_base();
+	test_builtin_base();
 	return done();
 }

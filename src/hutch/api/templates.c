@@ -335,7 +335,7 @@ int api_template_build_start(struct http_req *req, struct api_req *ar)
 	if (find_template(req, ar, &t) < 0)
 		return -EPROTO;
 	struct api_error err = { 0 };
-	int r = builder_start(ar->srv->builder, t.id, ar->id2, ar->body, &err);
+	int r = builder_start(ar->srv->builder, t.id, ar->id2, ar->body, 0, &err);
 	template_rec_clear(&t);
 	if (r < 0)
 		return api_error(req, err.status ? err.status : 500, "%s",

@@ -21,6 +21,7 @@
 #include "net/netpool.h"
 #include "orchestr/warmpool.h"
 #include "template/builder.h"
+#include "template/builtin.h"
 #include "template/template.h"
 
 static void serve_usage(FILE *f)
@@ -278,6 +279,50 @@ static void strv_free(char **v)
 	free(v);
 }
 
+/*
+ * Builds the built-in templates (base) through the template builder and keeps sandboxes of each
+ * started ahead. Runs before the API listens: /health answers once base can be used. With every
+ * layer in the shared cache this takes milliseconds; the first build on a machine takes about a
+ * minute (debootstrap, apt), its log in the daemon's log and in the build's record. SIGTERM or
+ * SIGINT (in `stop`, blocked) meanwhile stops the build: -ECANCELED (the caller's cleanup kills
+ * a running step's sandbox at once, but waits for a debootstrap in progress).
+ */
+static int build_builtin_templates(struct hutch_server *srv, const sigset_t *stop)
+{
+	for (size_t i = 0; i < builtin_templates_n; i++) {
+		const struct builtin_template *bt = &builtin_templates[i];
+		char build_id[BUILTIN_BUILD_ID_LEN + 1];
+		uint64_t t0 = now_usec();
+		int r = builtin_template_start(srv->builder, srv->store, srv->cfg, bt, build_id);
+		if (r < 0)
+			return r;
+		log_info("Building the %s template (build %s) from %s; the first time on a machine "
+			 "takes about a minute, later starts use the layer cache",
+			 bt->name, build_id, bt->path);
+		while ((r = builder_wait(srv->builder, build_id, 200)) == -ETIMEDOUT) {
+			const struct timespec now = { 0, 0 };
+			int sig = sigtimedwait(stop, NULL, &now);
+			if (sig > 0) {
+				log_info(
+				    "Received signal %d while building the %s template: stopping",
+				    sig, bt->name);
+				return -ECANCELED;
+			}
+		}
+		if (r < 0)
+			return log_error_errno(r,
+					       "Failed to build the %s template (its log: %s/"
+					       "template-builds/%s.log): %m",
+					       bt->name, srv->cfg->data_dir, build_id);
+		log_info("The %s template is ready (%.1f s)", bt->name,
+			 (double)(now_usec() - t0) / 1e6);
+		if ((r = orchestr_warm_template(srv->orchestr, bt->name)) < 0)
+			return log_error_errno(r, "Failed to register the %s template: %m",
+					       bt->name);
+	}
+	return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	struct hutch_config cfg;
@@ -326,7 +371,6 @@ int cmd_serve(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct hutch_server srv = { .cfg = &cfg };
-	char *base_layer = NULL;
 	char **mirror_exempt = NULL;
 	int rc = 1;
 	r = store_open(cfg.data_dir, &srv.store);
@@ -336,12 +380,6 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (bootstrap_key(&cfg, srv.store) < 0)
 		goto out;
-	struct base_template_config bc = { .cache_dir = cfg.cache_dir, .mirror = cfg.mirror };
-	r = template_base_ensure(&bc, &base_layer);
-	if (r < 0) {
-		log_error_errno(r, "Failed to prepare the base template: %m");
-		goto out;
-	}
 	char net_dir[4096];
 	snprintf(net_dir, sizeof(net_dir), "%s/net", cfg.data_dir);
 	mirror_exempt = mirror_cidrs(&cfg);
@@ -363,16 +401,16 @@ int cmd_serve(int argc, char **argv)
 		log_error_errno(r, "Failed to start the orchestrator: %m");
 		goto out;
 	}
-	r = orchestr_register_template(srv.orchestr, "base", base_layer);
-	if (r < 0) {
-		log_error_errno(r, "Failed to register the base template: %m");
-		goto out;
-	}
 	r = builder_new(&cfg, srv.store, srv.orchestr, &srv.builder);
 	if (r < 0) {
 		log_error_errno(r, "Failed to start the template builder: %m");
 		goto out;
 	}
+	r = build_builtin_templates(&srv, &set);
+	if (r == -ECANCELED)
+		rc = 0;
+	if (r < 0)
+		goto out;
 	r = frontdoor_start(&srv, &srv.frontdoor);
 	if (r < 0) {
 		log_error("Failed to listen on %s:%u for sandboxes", cfg.sandbox_addr,
@@ -409,7 +447,6 @@ out:
 	srv.orchestr = orchestr_free(srv.orchestr, true);
 	srv.netpool = netpool_free(srv.netpool);
 	srv.store = store_close(srv.store);
-	free(base_layer);
 	strv_free(mirror_exempt);
 	config_free(&cfg);
 	close(lock_fds[1]);

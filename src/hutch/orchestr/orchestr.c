@@ -1011,25 +1011,15 @@ int orchestr_logs(struct orchestr *o, const char *id, json_t **logs)
 	return 0;
 }
 
-int orchestr_register_template(struct orchestr *o, const char *id, const char *layer_path)
+int orchestr_warm_template(struct orchestr *o, const char *id)
 {
-	struct template_rec t = {
-		.layers = json_pack("[s]", layer_path),
-		.cpu_count = o->cfg->default_cpu,
-		.memory_mb = o->cfg->default_memory_mb,
-		.disk_mb = o->cfg->default_disk_mb,
-		.created_ms = now_ms(),
-	};
-	if (!t.layers)
-		return -ENOMEM;
-	snprintf(t.id, sizeof(t.id), "%s", id);
-	snprintf(t.alias, sizeof(t.alias), "%s", id);
-	snprintf(t.envd_version, sizeof(t.envd_version), "%s", ENVD_PROTOCOL_VERSION);
-	snprintf(t.status, sizeof(t.status), "ready");
-	int r = store_template_put(o->st, &t);
+	struct template_rec t = { 0 };
+	int r = store_template_get(o->st, id, &t);
+	if (r >= 0 && json_array_size(t.layers) == 0)
+		r = -ENOENT;
 	if (r >= 0)
 		warmpool_want(o->pool, &t);
-	json_decref(t.layers);
+	template_rec_clear(&t);
 	return r;
 }
 

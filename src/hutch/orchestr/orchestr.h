@@ -61,8 +61,9 @@ int orchestr_new(struct hutch_config *cfg, struct store *st, struct netpool *np,
 /* Stops the evictor; with kill_all, destroys every sandbox (SIGTERM of the daemon). */
 struct orchestr *orchestr_free(struct orchestr *o, bool kill_all);
 
-/* Registers a template whose layers exist (the base template at start). */
-int orchestr_register_template(struct orchestr *o, const char *id, const char *layer_path);
+/* Keeps sandboxes of template id (a ready one: the base template at start) started ahead from
+ * now on, as if one had just been created from it. -ENOENT when it has no ready build. */
+int orchestr_warm_template(struct orchestr *o, const char *id);
 
 /* Creates a running sandbox; *out is its record (caller clears). template_id is an id, a name
  * (its newest ready build) or `name:tag`. When the template has a start command, it is started

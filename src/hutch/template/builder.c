@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/util.h"
@@ -41,6 +42,7 @@ struct build {
 	json_t *reason;
 	char sandbox_id[40]; /* the build sandbox running now, for builder_free */
 	bool stop;
+	bool log_daemon; /* BUILDER_LOG_DAEMON */
 	struct recipe recipe;
 	unsigned cpu, memory_mb;
 	json_t *tags;
@@ -61,6 +63,7 @@ struct builder {
 	char files_dir[PATH_MAX / 2];
 	char logs_dir[PATH_MAX / 2];
 	pthread_mutex_t lock;
+	pthread_cond_t ended; /* a build thread is done (builder_wait); under lock */
 	struct build *list;
 };
 
@@ -116,6 +119,11 @@ static void log_entry(struct build *bd, const char *level, const char *msg)
 		    bd->logs, json_pack("{s:s, s:s, s:s}", "timestamp", ts, "level", "warn",
 					"message", "log limit reached: later lines dropped"));
 	pthread_mutex_unlock(&bd->lock);
+	if (bd->log_daemon)
+		log_full_errno(streq(level, "error")  ? LOG_LEVEL_ERROR
+			       : streq(level, "warn") ? LOG_LEVEL_WARN
+						      : LOG_LEVEL_INFO,
+			       0, "Template %s build %s: %s", bd->name, bd->id, msg);
 	/* A copy in the data dir, for after a restart. */
 	char path[PATH_MAX + 64];
 	snprintf(path, sizeof(path), "%s/%s.log", bd->b->logs_dir, bd->id);
@@ -1118,6 +1126,7 @@ static void *build_thread(void *arg)
 		}
 	if (unlinked)
 		pthread_detach(pthread_self());
+	pthread_cond_broadcast(&b->ended);
 	pthread_mutex_unlock(&b->lock);
 	if (unlinked)
 		build_unref(bd); /* the list's */
@@ -1148,7 +1157,7 @@ static struct build *find_build(struct builder *b, const char *id)
 }
 
 int builder_start(struct builder *b, const char *template_id, const char *build_id,
-		  json_t *template, struct api_error *err)
+		  json_t *template, unsigned flags, struct api_error *err)
 {
 	struct build_rec br = { 0 };
 	struct template_rec t = { 0 };
@@ -1179,6 +1188,7 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 	}
 	bd->refs = 1;
 	bd->b = b;
+	bd->log_daemon = flags & BUILDER_LOG_DAEMON;
 	pthread_mutex_init(&bd->lock, NULL);
 	snprintf(bd->id, sizeof(bd->id), "%s", build_id);
 	snprintf(bd->template_id, sizeof(bd->template_id), "%s", t.id);
@@ -1196,8 +1206,14 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 		build_unref(bd);
 		return r;
 	}
+	/* A build id recorded again starts with an empty log. */
+	char log_path[PATH_MAX + 64];
+	snprintf(log_path, sizeof(log_path), "%s/%s.log", b->logs_dir, bd->id);
+	if (unlink(log_path) < 0 && errno != ENOENT)
+		log_warn_errno(-errno, "Failed to remove the old build log %s: %m", log_path);
 	snprintf(br.status, sizeof(br.status), "building");
 	json_object_set(br.data, "recipe", template);
+	json_object_del(br.data, "reason");
 	r = store_build_put(b->st, &br);
 	build_rec_clear(&br);
 	if (r < 0) {
@@ -1222,6 +1238,47 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 	if (r < 0)
 		fail_build(bd, NULL, "cannot start the build thread");
 	return 0;
+}
+
+/* Whether build_id is in the list with status "building" (b->lock held). */
+static bool build_running(struct builder *b, const char *build_id)
+{
+	for (struct build *bd = b->list; bd; bd = bd->next)
+		if (streq(bd->id, build_id)) {
+			pthread_mutex_lock(&bd->lock);
+			bool running = streq(bd->status, "building");
+			pthread_mutex_unlock(&bd->lock);
+			return running;
+		}
+	return false;
+}
+
+int builder_wait(struct builder *b, const char *build_id, unsigned timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	/* The status changes before the thread broadcasts under b->lock, which we hold from the
+	 * check to the wait: no wakeup is lost. */
+	pthread_mutex_lock(&b->lock);
+	int r = 0;
+	while (r == 0 && build_running(b, build_id))
+		r = pthread_cond_timedwait(&b->ended, &b->lock, &until);
+	pthread_mutex_unlock(&b->lock);
+	if (r == ETIMEDOUT)
+		return -ETIMEDOUT;
+	struct build_rec br = { 0 };
+	if (store_build_get(b->st, build_id, &br) < 0)
+		return -ENOENT;
+	/* Not ready and not failed, yet not running: never started. */
+	r = streq(br.status, "ready") ? 0 : streq(br.status, "error") ? -EIO : -ENOENT;
+	build_rec_clear(&br);
+	return r;
 }
 
 static json_t *logs_from_file(struct builder *b, const char *build_id)
@@ -1303,6 +1360,11 @@ int builder_new(struct hutch_config *cfg, struct store *st, struct orchestr *o,
 	b->st = st;
 	b->o = o;
 	pthread_mutex_init(&b->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->ended, &ca);
+	pthread_condattr_destroy(&ca);
 	snprintf(b->layers_dir, sizeof(b->layers_dir), "%s/layers", cfg->cache_dir);
 	snprintf(b->files_dir, sizeof(b->files_dir), "%s/template-files", cfg->data_dir);
 	snprintf(b->logs_dir, sizeof(b->logs_dir), "%s/template-builds", cfg->data_dir);
@@ -1354,6 +1416,7 @@ struct builder *builder_free(struct builder *b)
 			pthread_join(bd->thread, NULL);
 		build_unref(bd);
 	}
+	pthread_cond_destroy(&b->ended);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 	return NULL;

@@ -24,10 +24,21 @@ int builder_new(struct hutch_config *cfg, struct store *st, struct orchestr *o,
 /* Stops running builds (their sandboxes are killed) and waits for their threads. */
 struct builder *builder_free(struct builder *b);
 
+/* builder_start flags. */
+enum {
+	/* Every log line of the build also goes to the daemon's log (a build nobody polls: the
+	 * built-in templates at start). */
+	BUILDER_LOG_DAEMON = 1 << 0,
+};
+
 /* Starts build_id of template_id (both recorded, status waiting) with the recipe `template`
- * (TemplateBuildStartV2, referenced). 400 for a bad recipe, 409 when it already started. */
+ * (TemplateBuildStartV2, referenced). The build's log starts empty (a build id recorded again
+ * with status waiting is built anew). 400 for a bad recipe, 409 when it already started. */
 int builder_start(struct builder *b, const char *template_id, const char *build_id,
-		  json_t *template, struct api_error *err);
+		  json_t *template, unsigned flags, struct api_error *err);
+/* Waits up to timeout_ms for build_id to end: 0 when it is ready, -EIO when it failed,
+ * -ETIMEDOUT while it still runs, -ENOENT when there is no such build or it never started. */
+int builder_wait(struct builder *b, const char *build_id, unsigned timeout_ms);
 /* TemplateBuildInfo of a build with its log entries from offset on (new reference).
  * -ENOENT when unknown. */
 int builder_status(struct builder *b, const char *template_id, const char *build_id, size_t offset,

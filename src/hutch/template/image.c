@@ -107,12 +107,19 @@ bool image_ref_debian(const char *ref, const char **suite, bool *slim)
 
 /* Run in the new root filesystem, as the official images do: no apt lists (RUN apt-get update
  * first), no caches; -slim also drops documentation, man pages and translations and keeps dpkg
- * from installing them later. */
+ * from installing them later. debootstrap copied the build machine's /etc/hostname and
+ * /etc/resolv.conf: placeholders instead (the runtime writes each sandbox's own). */
+#define DEBIAN_RUN_PLACEHOLDERS                                                              \
+	"echo sandbox > /etc/hostname && "                                                   \
+	"printf '127.0.0.1\\tlocalhost\\n::1\\t\\tlocalhost ip6-localhost ip6-loopback\\n' " \
+	"> /etc/hosts && rm -f /etc/resolv.conf && : > /etc/resolv.conf"
 static const char *const debian_run_common[] = {
+	DEBIAN_RUN_PLACEHOLDERS,
 	"apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* "
 	"/var/log/dpkg.log /var/log/bootstrap.log /var/cache/ldconfig/aux-cache",
 };
 static const char *const debian_run_slim[] = {
+	DEBIAN_RUN_PLACEHOLDERS,
 	"printf '%s\\n' 'path-exclude /usr/share/doc/*' 'path-include /usr/share/doc/*/copyright' "
 	"'path-exclude /usr/share/man/*' 'path-exclude /usr/share/info/*' "
 	"'path-exclude /usr/share/locale/*' 'path-include /usr/share/locale/locale.alias' "
@@ -167,7 +174,7 @@ static int fetch_debian(struct fetch *f, const char *suite, bool slim)
 	if (!f->o->mirror && template_apt_mirror("/", suite, &mirror) < 0)
 		/* The machine's own suite's mirror serves the others too. */
 		(void)template_apt_mirror("/", "bookworm", &mirror);
-	struct base_template_config cfg = {
+	struct rootfs_config cfg = {
 		.cache_dir = f->cache,
 		.mirror = f->o->mirror ? f->o->mirror : mirror,
 		.quiet = false,

@@ -1,27 +1,21 @@
-/* Templates: stacks of read-only layers (directories). The default `base` is a Debian 12 root
- * filesystem built once with debootstrap and kept in a shared cache. */
+/* Debian root filesystems for FROM debian:<suite> (debootstrap into a shared cache) and the
+ * machine's apt sources. The default `base` template is a Dockerfile (templates/base/) built by
+ * the template builder on top of one of them: see builtin.h. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 
-struct base_template_config {
+struct rootfs_config {
 	const char *cache_dir; /* shared cache (e.g. /var/cache/hutch), not per data dir */
 	const char *mirror;    /* NULL: the first Debian mirror in the machine's apt sources */
 	bool quiet;
 };
 
-/*
- * Ensures the base root filesystem exists under cache_dir and returns its path (malloc'd in
- * *layer_out). Builds it with debootstrap on first use (minutes), later calls are instant.
- * Concurrent callers (two daemons, parallel tests) are serialised by a lock file.
- */
-int template_base_ensure(const struct base_template_config *cfg, char **layer_out);
-
 /* A Debian root filesystem: debootstrap of suite, then commands run in it (chroot, /bin/sh -ec). */
 struct rootfs_recipe {
 	const char *name; /* its directory under <cache_dir>/templates: unique per content */
-	const char *what; /* for log lines: "the base template", "debian:bookworm-slim" */
+	const char *what; /* for log lines: "debian:bookworm", "debian:bookworm-slim" */
 	const char *suite;
 	const char *variant; /* NULL: minbase */
 	const char *include; /* comma-separated packages, or NULL */
@@ -29,9 +23,13 @@ struct rootfs_recipe {
 	size_t n_run;
 };
 
-/* template_base_ensure() for any recipe: built once under cfg->cache_dir/templates/<name>,
- * serialised by a lock file, later calls instant. */
-int template_rootfs_ensure(const struct base_template_config *cfg, const struct rootfs_recipe *rc,
+/*
+ * Ensures the root filesystem of rc exists under cfg->cache_dir/templates/<name> and returns its
+ * path (malloc'd in *layer_out). Builds it with debootstrap on first use (minutes, root only);
+ * later calls are instant. Concurrent callers (two daemons, parallel tests) are serialised by a
+ * lock file.
+ */
+int template_rootfs_ensure(const struct rootfs_config *cfg, const struct rootfs_recipe *rc,
 			   char **layer_out);
 
 /*
@@ -47,7 +45,3 @@ int template_apt_sources_find_list(const char *text, const char *suite, char **u
 int template_apt_sources_find_deb822(const char *text, const char *suite, char **uri_out);
 /* Whether uri is acceptable as a mirror: http://, https:// or file:///, one printable token. */
 bool template_mirror_valid(const char *uri);
-
-/* The path the base layer of this recipe has (or will have) under cache_dir (NULL: the default
- * /var/cache/hutch), whether built or not. Malloc'd in *path_out. */
-int template_base_path(const char *cache_dir, char **path_out);

@@ -1,15 +1,14 @@
-/* The default `base` template: a Debian root filesystem built once with debootstrap from the
- * recipe in base.recipe, kept in a shared cache and reused by every sandbox and daemon.
+/* Debian root filesystems with debootstrap (what FROM debian:<suite> in a template resolves to,
+ * template/image.c), built once into a shared cache and reused by every build and daemon.
  *
  * Layout under <cache_dir>/templates/:
- *   base-<suite>-v<version>-<hash>/   the finished layer (appears by an atomic rename)
- *   .base-<...>.tmp/                  a build in progress (removed when found stale)
- *   base-<...>.lock                   flock(2) serialising builders
- *   base-<...>.log                    the last build's output
- *   debs/                             debootstrap's .deb cache, reused across rebuilds
+ *   <name>/              the finished layer (appears by an atomic rename)
+ *   .<name>.tmp/         a build in progress (removed when found stale)
+ *   <name>.lock          flock(2) serialising builders
+ *   <name>.log           the last build's output
+ *   debs/                debootstrap's .deb cache, reused across rebuilds
  */
 #include <fcntl.h>
-#include <nettle/sha2.h>
 #include <signal.h>
 #include <sched.h>
 #include <sys/file.h>
@@ -18,137 +17,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include "template.h"
-#include "base_recipe.h"
 #include "common/log.h"
 #include "common/util.h"
 
-#define BASE_DEFAULT_CACHE_DIR "/var/cache/hutch"
-#define BASE_KEYRING	       "/usr/share/keyrings/debian-archive-keyring.gpg"
-#define BASE_LOG_TAIL_LINES    25
-
-struct base_recipe {
-	unsigned version;
-	char *suite;
-	char *variant;
-	char *include; /* comma-separated, as debootstrap wants it */
-	char **run;
-	size_t n_run;
-};
-
-static void base_recipe_clear(struct base_recipe *r)
-{
-	free(r->suite);
-	free(r->variant);
-	free(r->include);
-	for (size_t i = 0; i < r->n_run; i++)
-		free(r->run[i]);
-	free(r->run);
-	memset(r, 0, sizeof(*r));
-}
-
-static bool word_chars_ok(const char *s, const char *extra)
-{
-	if (isempty(s))
-		return false;
-	for (const char *c = s; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || strchr(extra, *c)))
-			return false;
-	return true;
-}
-
-static int recipe_directive(struct base_recipe *r, const char *key, char *val)
-{
-	if (streq(key, "VERSION")) {
-		uint64_t v;
-		if (parse_u64(val, &v) < 0 || v == 0 || v > 1000000)
-			return -EINVAL;
-		r->version = (unsigned)v;
-	} else if (streq(key, "SUITE") || streq(key, "VARIANT")) {
-		if (!word_chars_ok(val, "-"))
-			return -EINVAL;
-		char **slot = streq(key, "SUITE") ? &r->suite : &r->variant;
-		free(*slot);
-		if (!(*slot = strdup(val)))
-			return -ENOMEM;
-	} else if (streq(key, "INCLUDE")) {
-		for (char *p = val, *w; (w = strsep(&p, " \t"));) {
-			if (!*w)
-				continue;
-			if (!word_chars_ok(w, "+.-"))
-				return -EINVAL;
-			char *joined = NULL;
-			if (asprintf(&joined, "%s%s%s", r->include ? r->include : "",
-				     r->include ? "," : "", w) < 0)
-				return -ENOMEM;
-			free(r->include);
-			r->include = joined;
-		}
-	} else if (streq(key, "RUN")) {
-		char **run = reallocarray(r->run, r->n_run + 1, sizeof(*run));
-		if (!run)
-			return -ENOMEM;
-		r->run = run;
-		if (!(r->run[r->n_run] = strdup(val)))
-			return -ENOMEM;
-		r->n_run++;
-	} else
-		return -EINVAL;
-	return 0;
-}
-
-/* Parses the recipe (trusted text compiled into hutch). Lines ending in '\' continue. */
-static int base_recipe_parse(const char *text, struct base_recipe *out)
-{
-	_cleanup_free_ char *copy = strdup(text);
-	if (!copy)
-		return -ENOMEM;
-	_cleanup_(base_recipe_clear) struct base_recipe r = { 0 };
-	unsigned lineno = 0;
-	for (char *line = copy, *nl; line; line = nl) {
-		lineno++;
-		nl = strchr(line, '\n');
-		/* Join continuation lines in place. */
-		while (nl && nl > line && nl[-1] == '\\') {
-			nl[-1] = ' ';
-			nl[0] = ' ';
-			nl = strchr(nl, '\n');
-			lineno++;
-		}
-		if (nl)
-			*nl++ = '\0';
-		while (*line == ' ' || *line == '\t')
-			line++;
-		if (!*line || *line == '#')
-			continue;
-		char *val = line + strcspn(line, " \t");
-		if (*val)
-			*val++ = '\0';
-		while (*val == ' ' || *val == '\t')
-			val++;
-		int k = recipe_directive(&r, line, val);
-		if (k < 0)
-			return log_error_errno(k, "base.recipe:%u: bad directive '%s': %m", lineno,
-					       line);
-	}
-	if (!r.version || !r.suite)
-		return log_error_errno(-EINVAL, "base.recipe: VERSION and SUITE are required");
-	*out = r;
-	memset(&r, 0, sizeof(r));
-	return 0;
-}
-
-static int base_layer_name(const struct base_recipe *r, char **name_out)
-{
-	struct sha256_ctx ctx;
-	uint8_t digest[SHA256_DIGEST_SIZE];
-	sha256_init(&ctx);
-	sha256_update(&ctx, strlen(base_recipe_text), (const uint8_t *)base_recipe_text);
-	sha256_digest(&ctx, sizeof(digest), digest);
-	char hex[13];
-	for (size_t i = 0; i < 6; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	return asprintf(name_out, "base-%s-v%u-%s", r->suite, r->version, hex) < 0 ? -ENOMEM : 0;
-}
+#define ROOTFS_DEFAULT_CACHE_DIR "/var/cache/hutch"
+#define ROOTFS_KEYRING		 "/usr/share/keyrings/debian-archive-keyring.gpg"
+#define ROOTFS_LOG_TAIL_LINES	 25
 
 static bool is_dir(const char *path)
 {
@@ -295,7 +169,7 @@ static void log_tail(const char *log_path, int r)
 	}
 	const char *p = buf + strlen(buf);
 	for (unsigned lines = 0; p > buf; p--)
-		if (p[-1] == '\n' && ++lines > BASE_LOG_TAIL_LINES)
+		if (p[-1] == '\n' && ++lines > ROOTFS_LOG_TAIL_LINES)
 			break;
 	log_error_errno(r, "Building a Debian root filesystem failed (%m); the end of %s:\n%s",
 			log_path, p);
@@ -319,11 +193,11 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 	if (!debootstrap)
 		return log_error_errno(-ENOENT, "debootstrap is not installed "
 						"(apt-get install debootstrap)");
-	if (access(BASE_KEYRING, R_OK) < 0)
+	if (access(ROOTFS_KEYRING, R_OK) < 0)
 		return log_error_errno(-ENOENT,
 				       "%s is missing (apt-get install "
 				       "debian-archive-keyring gpgv)",
-				       BASE_KEYRING);
+				       ROOTFS_KEYRING);
 
 	/* We hold the lock: a leftover temp tree is an interrupted build. */
 	int r = rm_rf_at(AT_FDCWD, tmp);
@@ -346,7 +220,7 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 		(char *)debootstrap,
 		variant_arg,
 		(char *)"--components=main",
-		(char *)"--keyring=" BASE_KEYRING,
+		(char *)"--keyring=" ROOTFS_KEYRING,
 		cache_arg,
 		include ? include_arg : (char *)rc->suite,
 		include ? (char *)rc->suite : tmp,
@@ -355,7 +229,7 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 		NULL,
 	};
 	dprintf(log_fd, "hutch: %s %s --components=main --keyring=%s %s %s %s %s %s\n", debootstrap,
-		variant_arg, BASE_KEYRING, cache_arg, include ? include_arg : "", rc->suite, tmp,
+		variant_arg, ROOTFS_KEYRING, cache_arg, include ? include_arg : "", rc->suite, tmp,
 		mirror);
 	r = run_logged(argv, NULL, log_fd);
 	for (size_t i = 0; r == 0 && i < rc->n_run; i++) {
@@ -383,47 +257,11 @@ static int rootfs_build(const struct rootfs_recipe *rc, const char *mirror, cons
 	return r;
 }
 
-int template_base_path(const char *cache_dir, char **path_out)
-{
-	_cleanup_(base_recipe_clear) struct base_recipe rc = { 0 };
-	_cleanup_free_ char *name = NULL;
-	int r = base_recipe_parse(base_recipe_text, &rc);
-	if (r < 0)
-		return r;
-	if ((r = base_layer_name(&rc, &name)) < 0)
-		return r;
-	if (asprintf(path_out, "%s/templates/%s",
-		     isempty(cache_dir) ? BASE_DEFAULT_CACHE_DIR : cache_dir, name) < 0)
-		return -ENOMEM;
-	return 0;
-}
-
-int template_base_ensure(const struct base_template_config *cfg, char **layer_out)
-{
-	_cleanup_(base_recipe_clear) struct base_recipe rc = { 0 };
-	_cleanup_free_ char *name = NULL;
-	int r = base_recipe_parse(base_recipe_text, &rc);
-	if (r < 0)
-		return r;
-	if ((r = base_layer_name(&rc, &name)) < 0)
-		return r;
-	const struct rootfs_recipe recipe = {
-		.name = name,
-		.what = "the base template",
-		.suite = rc.suite,
-		.variant = rc.variant,
-		.include = rc.include,
-		.run = (const char *const *)rc.run,
-		.n_run = rc.n_run,
-	};
-	return template_rootfs_ensure(cfg, &recipe, layer_out);
-}
-
-int template_rootfs_ensure(const struct base_template_config *cfg, const struct rootfs_recipe *rc,
+int template_rootfs_ensure(const struct rootfs_config *cfg, const struct rootfs_recipe *rc,
 			   char **layer_out)
 {
 	const char *cache =
-	    cfg && !isempty(cfg->cache_dir) ? cfg->cache_dir : BASE_DEFAULT_CACHE_DIR;
+	    cfg && !isempty(cfg->cache_dir) ? cfg->cache_dir : ROOTFS_DEFAULT_CACHE_DIR;
 	const char *name = rc->name;
 	_cleanup_free_ char *tdir_raw = NULL, *tdir = NULL, *layer = NULL, *lock_path = NULL,
 			    *mirror = NULL;
