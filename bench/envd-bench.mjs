@@ -3,20 +3,16 @@
 // Measures commands.run('true') round trips, files.write/read throughput of an M MiB buffer,
 // and envd's resident memory at idle and after the workload.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { e2b, helpers } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..');
 // The e2b package comes from tests/integration/node_modules (shared pin, 2.51.0).
-const require = createRequire(path.join(repo, 'tests/integration/package.json'));
-const { Sandbox } = await import(pathToFileURL(require.resolve('e2b')).href);
-const { startEnvd, sleep, sha256, passwdEntry } = await import(pathToFileURL(path.join(repo, 'tests/integration/helpers.mjs')).href);
+const { Sandbox } = e2b;
+const { startEnvd, sleep, sha256, passwdEntry } = helpers;
 
 const { values: opt } = parseArgs({
   options: {

@@ -9,14 +9,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
+import { e2b, hutch } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..');
-const require = createRequire(path.join(repo, 'tests/integration/package.json'));
-const { Sandbox } = await import(pathToFileURL(require.resolve('e2b')).href);
-const { startHutch } = await import(pathToFileURL(path.join(repo, 'tests/integration/hutch-helpers.mjs')).href);
+const { Sandbox } = e2b;
+const { startHutch } = hutch;
 
 const { values } = parseArgs({
   options: {

@@ -10,14 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
+import { e2b, hutch } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..');
-const require = createRequire(path.join(repo, 'tests/integration/package.json'));
-const { Sandbox, Template, waitForPort } = await import(pathToFileURL(require.resolve('e2b')).href);
-const { startHutch } = await import(pathToFileURL(path.join(repo, 'tests/integration/hutch-helpers.mjs')).href);
+const { Sandbox, Template, waitForPort } = e2b;
+const { startHutch } = hutch;
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const RUNS = Number(values.runs);
