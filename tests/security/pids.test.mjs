@@ -44,6 +44,7 @@ try {
   else if (op === 'list') value = (await s.commands.list()).map((p) => p.pid);
   else if (op === 'kill') value = await s.commands.kill(Number(arg));
   else if (op === 'write') value = (await s.files.write(arg, 'written during the bomb')).path;
+  else if (op === 'start') value = (await s.commands.run(arg, { user: 'root', background: true, timeoutMs: 0 })).pid;
   console.log(JSON.stringify({ ok: true, ms: Math.round(performance.now() - t), value }));
 } catch (e) {
   console.log(JSON.stringify({ ok: false, ms: Math.round(performance.now() - t), error: String(e.message ?? e) }));
@@ -113,6 +114,10 @@ test('a fork bomb holding every pid: envd answers new connections, and the bomb 
   assert.ok(list.value.includes(bomb.pid), `the bomb (${bomb.pid}) is listed: ${JSON.stringify(list.value)}`);
   const still = state((await fresh('read', '/tmp/bomb.state')).value ?? '0 0 0');
   assert.ok(still.fails > during.fails, 'the bomb held every pid throughout');
+  // A process starts (forked from envd's reserve, then moved to the full user cgroup); what it
+  // forks itself waits for the bomb to end (bash -l forks while reading the profile).
+  const start = await fresh('start', 'echo started > /tmp/started');
+  assert.ok(start.ok && start.value > 0, `process start on a new connection during the bomb: ${start.error}`);
   const neighbourOk = (await neighbour.commands.run('echo n')).stdout === 'n\n';
   assert.ok(neighbourOk, 'the neighbour answers');
 
@@ -128,7 +133,9 @@ test('a fork bomb holding every pid: envd answers new connections, and the bomb 
   assert.ok(recovered !== undefined, 'the sandbox runs commands again after the kill');
   const left = await run(sbx, 'pgrep -c -x sleep || true');
   assert.equal(left.out.trim(), '0', 'every child of the bomb is gone');
+  await sbx.commands.kill(start.value).catch(() => {});
   console.log(`measured pids: bomb held ${during.n + 1} of ${PIDS_MAX} pids; new connection before/during: ` +
-    `read ${base.read.ms}/${read.ms} ms, write -/${write.ms} ms, list ${base.list.ms}/${list.ms} ms, kill ${kill.ms} ms; ` +
+    `read ${base.read.ms}/${read.ms} ms, write -/${write.ms} ms, list ${base.list.ms}/${list.ms} ms, ` +
+    `start -/${start.ms} ms, kill ${kill.ms} ms; ` +
     `commands run again ${recovered} ms after the kill`);
 });
