@@ -6,7 +6,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
-struct envd envd = { .lock = PTHREAD_RWLOCK_INITIALIZER };
+struct envd envd = { .lock = PTHREAD_RWLOCK_INITIALIZER, .user_cgroup_fd = -1 };
 
 static const char unauthorized_msg[] =
     "unauthorized access, please provide a valid access token or method signing if supported";

@@ -31,6 +31,10 @@ struct envd {
 	struct watch_table *watches;
 	struct http_server *http;
 	uint64_t started_usec;
+	/* Writing "0" moves the writer into the cgroup of user processes (--user-cgroup-fd,
+	 * from hutch-init): processes envd starts go there, envd keeps the pids reserve. -1: none
+	 * (not in a Hutch sandbox). Set before the server starts, read-only after. */
+	int user_cgroup_fd;
 };
 
 extern struct envd envd;

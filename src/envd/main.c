@@ -1,5 +1,7 @@
 /* envd: the in-sandbox agent, speaking E2B's envd protocol (Connect RPC + /files). */
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include "envd.h"
@@ -63,12 +65,15 @@ static int load_config(const char *file)
 static void usage(void)
 {
 	printf("Usage: envd [--listen ADDR:PORT] [--config FILE] [--log-level LEVEL]\n"
+	       "            [--user-cgroup-fd FD]\n"
 	       "\n"
 	       "The Hutch in-sandbox agent, speaking E2B's envd protocol (reports %s).\n"
 	       "  --listen ADDR:PORT   where to listen (default 0.0.0.0:%d)\n"
 	       "  --config FILE        JSON with the /init fields: accessToken, envVars,\n"
 	       "                       defaultUser, defaultWorkdir\n"
 	       "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+	       "  --user-cgroup-fd FD  an open cgroup file (tasks or cgroup.procs): each process\n"
+	       "                       envd starts writes \"0\" to it, joining that cgroup\n"
 	       "  --version            print the envd protocol version and exit\n",
 	       ENVD_VERSION, ENVD_DEFAULT_PORT);
 }
@@ -79,6 +84,7 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "user-cgroup-fd", required_argument, NULL, 'U' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -108,6 +114,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'U': {
+			uint64_t fd;
+			if (parse_u64(optarg, &fd) < 0 || fd < 3 || fd > INT_MAX ||
+			    fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0) {
+				fprintf(stderr, "envd: invalid --user-cgroup-fd '%s'\n", optarg);
+				return 2;
+			}
+			envd.user_cgroup_fd = (int)fd;
+			break;
+		}
 		case 'V':
 			printf("%s\n", ENVD_VERSION);
 			return 0;

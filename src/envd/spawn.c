@@ -83,6 +83,7 @@ struct child_args {
 	const struct spawn_request *sr;
 	const char *path;
 	int in, out, err;
+	int cgroup_fd;	 /* envd.user_cgroup_fd */
 	int child_errno; /* written by the child (shared memory until exec) */
 };
 
@@ -109,6 +110,11 @@ __attribute__((no_sanitize_address)) static int child(void *arg)
 		close(oom);
 	}
 	if (setsid() < 0)
+		goto fail;
+	/* Into the user processes' cgroup while still envd's credentials (the file was opened by
+	 * host root, whose credentials the kernel checks): forks of this process then count
+	 * against the user's pids limit, and envd's reserve stays envd's. */
+	if (a->cgroup_fd >= 0 && write(a->cgroup_fd, "0", 1) < 0)
 		goto fail;
 	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0)
 		goto fail;
@@ -173,6 +179,7 @@ int spawn_process(const struct spawn_request *sr, struct spawn_result *res, char
 		.in = sr->pty ? fds[PTY_S] : fds[IN_R],
 		.out = sr->pty ? fds[PTY_S] : fds[OUT_W],
 		.err = sr->pty ? fds[PTY_S] : fds[ERR_W],
+		.cgroup_fd = envd.user_cgroup_fd,
 	};
 	/* The parent is suspended until the child has exec'd or exited, so this stack only has
 	 * to live across clone(). */

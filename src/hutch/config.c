@@ -76,6 +76,7 @@ int config_defaults(struct hutch_config *c, const char *argv0)
 	c->default_memory_mb = 512;
 	c->default_disk_mb = 2048;
 	c->pids_max = 1024;
+	c->pids_reserve = 128;
 	c->max_sandboxes = 1000;
 	c->start_timeout_ms = 10000;
 	c->warm_sandboxes = 2;
@@ -146,6 +147,8 @@ int config_set(struct hutch_config *c, const char *name, const char *v)
 		return set_uint(&c->default_disk_mb, name, v, 16, 1 << 24);
 	if (streq(name, "pids-max"))
 		return set_uint(&c->pids_max, name, v, 16, 1 << 22);
+	if (streq(name, "pids-reserve"))
+		return set_uint(&c->pids_reserve, name, v, 0, 1 << 16);
 	if (streq(name, "max-sandboxes"))
 		return set_uint(&c->max_sandboxes, name, v, 1, 16384);
 	if (streq(name, "start-timeout-ms"))
@@ -233,6 +236,7 @@ const char *const config_option_names[] = {
 	"default-memory",
 	"default-disk",
 	"pids-max",
+	"pids-reserve",
 	"max-sandboxes",
 	"start-timeout-ms",
 	"max-body",

@@ -26,6 +26,7 @@ struct hutch_config {
 	unsigned default_memory_mb;
 	unsigned default_disk_mb;
 	unsigned pids_max;
+	unsigned pids_reserve; /* pids of init and envd beyond pids_max (left in a flood) */
 	unsigned max_sandboxes;
 	unsigned start_timeout_ms;
 	unsigned warm_sandboxes; /* started, unassigned sandboxes kept per template (0: none) */

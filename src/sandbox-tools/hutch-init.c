@@ -5,6 +5,11 @@
  * every orphan of the pid namespace, and on SIGTERM/SIGINT forwards the signal to all
  * processes, waits a short grace period, then exits (the kernel kills what is left of the
  * namespace). envd is the only child init starts; everything else descends from envd.
+ *
+ * The shim leaves one fd open across exec (its number in HUTCH_USER_CGROUP_FD): the file that
+ * moves a process into the sandbox's "user" cgroup. init keeps it for every envd it starts
+ * (--user-cgroup-fd), so the processes envd starts count against the user's pids limit and
+ * init and envd keep a reserve of their own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +34,18 @@
 #define STABLE_MS   10000 /* an envd that ran this long resets the backoff */
 /* envd is never the OOM killer's choice (a memory hog must not take the sandbox's agent with
  * it); envd puts the processes it starts back at 100, as E2B's envd does. */
-#define ENVD_OOM_ADJ "-1000"
+#define ENVD_OOM_ADJ	   "-1000"
+#define USER_CGROUP_FD_ENV "HUTCH_USER_CGROUP_FD"
+
+/* The fd number the shim passed, as text for envd's argv; NULL when absent or not open. */
+static const char *user_cgroup_fd(void)
+{
+	const char *v = getenv(USER_CGROUP_FD_ENV);
+	if (!v || !*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 6)
+		return NULL;
+	int fd = atoi(v);
+	return fd > 2 && fcntl(fd, F_GETFD) >= 0 ? v : NULL;
+}
 
 static uint64_t now_ms(void)
 {
@@ -46,7 +62,7 @@ static void say(const char *msg)
 		(void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-static pid_t start_envd(const sigset_t *orig)
+static pid_t start_envd(const sigset_t *orig, const char *cgroup_fd)
 {
 	pid_t pid = fork();
 	if (pid != 0)
@@ -66,6 +82,8 @@ static pid_t start_envd(const sigset_t *orig)
 			       "0.0.0.0:49983",
 			       "--config",
 			       ENVD_CONFIG,
+			       cgroup_fd ? "--user-cgroup-fd" : NULL,
+			       (char *)cgroup_fd,
 			       NULL };
 	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			       "HOME=/root", NULL };
@@ -93,9 +111,12 @@ int main(void)
 		return 1;
 	}
 
+	const char *cgroup_fd = user_cgroup_fd();
+	if (!cgroup_fd)
+		say("no user cgroup fd: envd's processes share its pids");
 	unsigned backoff = BACKOFF_MIN;
 	uint64_t envd_started = now_ms(), restart_at = 0, stop_at = 0;
-	pid_t envd = start_envd(&orig);
+	pid_t envd = start_envd(&orig, cgroup_fd);
 	for (;;) {
 		if (envd < 0) { /* fork failed (pids limit?): try again later */
 			envd = 0;
@@ -140,7 +161,7 @@ int main(void)
 		if (!stop_at && !envd && restart_at && now >= restart_at) {
 			restart_at = 0;
 			envd_started = now;
-			envd = start_envd(&orig);
+			envd = start_envd(&orig, cgroup_fd);
 		}
 	}
 }

@@ -263,6 +263,7 @@ static void fill_spec(struct sandbox_spec *s, const char *id, const char *rd)
 		.memory_mb = 256,
 		.disk_mb = 64,
 		.pids_max = 128,
+		.pids_reserve = 32,
 		.hostname = "sbx-test",
 		.envd_bundle = bundle,
 		.init_path = init_bin,
@@ -379,6 +380,18 @@ static void test_sandbox(void)
 	ok(back && sh("grep -q 'envd killed by a signal' %s/shim.log", run_dir) == 0,
 	   "init restarts envd after it is killed");
 
+	/* The restarted envd still puts what it starts in the "user" cgroup (relative to the
+	 * cgroup namespace of init: the sandbox's cgroup on v1, its leaf "envd" on v2), and stays
+	 * outside it itself. */
+	_cleanup_free_ char *cgs = run_in_sandbox(
+	    "echo SELF $(grep -m1 -E ':pids:|^0::' /proc/self/cgroup); "
+	    "echo ENVD $(grep -m1 -E ':pids:|^0::' /proc/$(pidof ld.so envd)/cgroup)");
+	diag("cgroups:\n%s", cgs ? cgs : "(none)");
+	ok(cgs && (strstr(cgs, "SELF 0::/../user\n") || strstr(cgs, ":pids:/user\n")),
+	   "a process envd starts is in the user cgroup");
+	ok(cgs && (strstr(cgs, "ENVD 0::/\n") || strstr(cgs, ":pids:/\n")),
+	   "envd is not in the user cgroup");
+
 	/* From the host: ownership of what root inside wrote (upper layer, via the shim's
 	 * mount namespace, where the disk image is mounted). */
 	pid_t shim;
@@ -397,11 +410,13 @@ static void test_sandbox(void)
 
 	struct jail_cgroup cg;
 	jail_cgroup_init(&cg, cgparent, id);
-	_cleanup_free_ char *mem = NULL, *pids = NULL;
-	jail_cgroup_read(&cg, cg.v2 ? "memory.max" : "memory.limit_in_bytes", &mem);
-	jail_cgroup_read(&cg, "pids.max", &pids);
+	_cleanup_free_ char *mem = NULL, *pids = NULL, *user_pids = NULL;
+	jail_cgroup_read(&cg, false, cg.v2 ? "memory.max" : "memory.limit_in_bytes", &mem);
+	jail_cgroup_read(&cg, false, "pids.max", &pids);
+	jail_cgroup_read(&cg, true, "pids.max", &user_pids);
 	is_str(mem, "268435456", "memory limit set in the cgroup");
-	is_str(pids, "128", "pids limit set in the cgroup");
+	is_str(pids, "160", "pids limit of the sandbox: the user's and envd's reserve");
+	is_str(user_pids, "128", "pids limit of the processes envd starts");
 
 	struct sandbox_stats ss;
 	r = jail_runtime_ops.stats(rs, &ss);

@@ -427,6 +427,7 @@ static int start_runtime(struct orchestr *o, struct sandbox *s, const struct tem
 					: o->cfg->default_disk_mb,
 		.upper_dir = upper_dir,
 		.pids_max = o->cfg->pids_max,
+		.pids_reserve = o->cfg->pids_reserve,
 		.hostname = s->id,
 		.envd_bundle = o->cfg->envd_bundle,
 		.init_path = o->cfg->init_path,

@@ -25,7 +25,8 @@ struct sandbox_spec {
 	unsigned cpu_count;	   /* cgroup cpu quota, in CPUs */
 	unsigned memory_mb;	   /* cgroup memory limit */
 	unsigned disk_mb;	   /* size limit of the writable upper layer */
-	unsigned pids_max;	   /* cgroup pids limit */
+	unsigned pids_max;	   /* cgroup pids limit of the processes envd starts */
+	unsigned pids_reserve;	   /* pids for envd and init beyond pids_max (their own) */
 	const char *hostname;
 	const char *envd_bundle; /* host directory of build/envd-bundle (envd + loader + libs) */
 	const char *init_path;	 /* host path of the static hutch-init */

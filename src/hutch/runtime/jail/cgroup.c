@@ -2,6 +2,12 @@
  * One cgroup per sandbox: memory (limit, no swap beyond it), cpu (CFS quota of cpu_count CPUs),
  * pids. cgroup v2 when /sys/fs/cgroup is the unified hierarchy; otherwise the v1 controllers
  * (a hybrid host's /sys/fs/cgroup/unified carries no controllers and is ignored).
+ *
+ * pids are split so that a process flood cannot starve envd: the sandbox's cgroup allows
+ * pids_max + pids_reserve, and its child "user" (where envd puts every process it starts)
+ * pids_max. init and envd stay outside "user" (v1: in the sandbox's pids cgroup itself; v2: in
+ * the leaf "envd", as v2 keeps processes in leaves), so the reserve is theirs: threads for new
+ * connections and the fork of each process envd starts. Memory and CPU stay shared.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,6 +22,8 @@
 #define CGROUP_ROOT	  "/sys/fs/cgroup"
 #define CPU_PERIOD_USEC	  100000u
 #define CGROUP_KILL_TRIES 200
+#define CGROUP_USER	  "user"
+#define CGROUP_ENVD	  "envd" /* v2 only */
 
 static const char *const v1_controllers[] = { "memory", "cpu", "cpuacct", "pids" };
 enum { V1_MEMORY, V1_CPU, V1_CPUACCT, V1_PIDS };
@@ -35,7 +43,11 @@ int jail_cgroup_init(struct jail_cgroup *cg, const char *parent, const char *id)
 		return -EINVAL;
 	if (cg->v2) {
 		cg->n = 1;
-		return asprintf(&cg->dirs[0], CGROUP_ROOT "/%s/%s", parent, id) < 0 ? -ENOMEM : 0;
+		if (asprintf(&cg->dirs[0], CGROUP_ROOT "/%s/%s", parent, id) < 0 ||
+		    asprintf(&cg->user, "%s/" CGROUP_USER, cg->dirs[0]) < 0 ||
+		    asprintf(&cg->envd, "%s/" CGROUP_ENVD, cg->dirs[0]) < 0)
+			return -ENOMEM;
+		return 0;
 	}
 	for (unsigned i = 0; i < ELEMENTSOF(v1_controllers); i++) {
 		if (asprintf(&cg->dirs[i], CGROUP_ROOT "/%s/%s/%s", v1_controllers[i], parent, id) <
@@ -43,7 +55,7 @@ int jail_cgroup_init(struct jail_cgroup *cg, const char *parent, const char *id)
 			return -ENOMEM;
 		cg->n++;
 	}
-	return 0;
+	return asprintf(&cg->user, "%s/" CGROUP_USER, cg->dirs[V1_PIDS]) < 0 ? -ENOMEM : 0;
 }
 
 void jail_cgroup_done(struct jail_cgroup *cg)
@@ -51,6 +63,8 @@ void jail_cgroup_done(struct jail_cgroup *cg)
 	for (unsigned i = 0; i < cg->n; i++)
 		cg->dirs[i] = (free(cg->dirs[i]), NULL);
 	cg->n = 0;
+	cg->user = (free(cg->user), NULL);
+	cg->envd = (free(cg->envd), NULL);
 }
 
 static int write_at(const char *dir, const char *file, const char *value)
@@ -111,6 +125,26 @@ static int v2_enable_controllers(const char *dir)
 	return 0;
 }
 
+static int write_uint(const char *dir, const char *file, uint64_t v)
+{
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	return write_at(dir, file, buf);
+}
+
+/* The pids split (see the top): the sandbox gets limit + reserve, "user" the limit. */
+static int create_pids(struct jail_cgroup *cg, const char *dir, const struct sandbox_spec *spec)
+{
+	int r;
+	if (mkdir(cg->user, 0755) < 0)
+		return -errno;
+	if (!spec->pids_max)
+		return 0;
+	if ((r = write_uint(dir, "pids.max", (uint64_t)spec->pids_max + spec->pids_reserve)) < 0)
+		return r;
+	return write_uint(cg->user, "pids.max", spec->pids_max);
+}
+
 int jail_cgroup_create(struct jail_cgroup *cg, const struct sandbox_spec *spec)
 {
 	char buf[64];
@@ -125,8 +159,7 @@ int jail_cgroup_create(struct jail_cgroup *cg, const struct sandbox_spec *spec)
 		if ((r = v2_enable_controllers(d)) < 0)
 			return r;
 		if (spec->memory_mb) {
-			snprintf(buf, sizeof(buf), "%" PRIu64, mem);
-			if ((r = write_at(d, "memory.max", buf)) < 0)
+			if ((r = write_uint(d, "memory.max", mem)) < 0)
 				return r;
 			write_at(d, "memory.swap.max", "0"); /* absent without swap accounting */
 		}
@@ -135,12 +168,13 @@ int jail_cgroup_create(struct jail_cgroup *cg, const struct sandbox_spec *spec)
 			if ((r = write_at(d, "cpu.max", buf)) < 0)
 				return r;
 		}
-		if (spec->pids_max) {
-			snprintf(buf, sizeof(buf), "%u", spec->pids_max);
-			if ((r = write_at(d, "pids.max", buf)) < 0)
-				return r;
-		}
-		return 0;
+		/* Processes live in leaves only: init and envd in "envd", the rest in "user";
+		 * only pids is enabled below the sandbox (memory and CPU are shared). */
+		if (mkdir(cg->envd, 0755) < 0)
+			return -errno;
+		if ((r = write_at(d, "cgroup.subtree_control", "+pids")) < 0)
+			return r;
+		return create_pids(cg, d, spec);
 	}
 	if (spec->memory_mb) {
 		snprintf(buf, sizeof(buf), "%" PRIu64, mem);
@@ -151,19 +185,11 @@ int jail_cgroup_create(struct jail_cgroup *cg, const struct sandbox_spec *spec)
 		write_at(cg->dirs[V1_MEMORY], "memory.swappiness", "0");
 	}
 	if (spec->cpu_count) {
-		snprintf(buf, sizeof(buf), "%u", CPU_PERIOD_USEC);
-		if ((r = write_at(cg->dirs[V1_CPU], "cpu.cfs_period_us", buf)) < 0)
-			return r;
-		snprintf(buf, sizeof(buf), "%" PRIu64, quota);
-		if ((r = write_at(cg->dirs[V1_CPU], "cpu.cfs_quota_us", buf)) < 0)
+		if ((r = write_uint(cg->dirs[V1_CPU], "cpu.cfs_period_us", CPU_PERIOD_USEC)) < 0 ||
+		    (r = write_uint(cg->dirs[V1_CPU], "cpu.cfs_quota_us", quota)) < 0)
 			return r;
 	}
-	if (spec->pids_max) {
-		snprintf(buf, sizeof(buf), "%u", spec->pids_max);
-		if ((r = write_at(cg->dirs[V1_PIDS], "pids.max", buf)) < 0)
-			return r;
-	}
-	return 0;
+	return create_pids(cg, cg->dirs[V1_PIDS], spec);
 }
 
 int jail_cgroup_attach(struct jail_cgroup *cg, pid_t pid)
@@ -171,7 +197,7 @@ int jail_cgroup_attach(struct jail_cgroup *cg, pid_t pid)
 	char buf[32];
 	snprintf(buf, sizeof(buf), "%d", (int)pid);
 	for (unsigned i = 0; i < cg->n; i++) {
-		int r = write_at(cg->dirs[i], "cgroup.procs", buf);
+		int r = write_at(cg->v2 ? cg->envd : cg->dirs[i], "cgroup.procs", buf);
 		if (r < 0)
 			return r;
 	}
@@ -194,6 +220,15 @@ int jail_cgroup_open_tasks(const struct jail_cgroup *cg, int *fds)
 		}
 	}
 	return (int)cg->n;
+}
+
+int jail_cgroup_open_user(const struct jail_cgroup *cg)
+{
+	char path[512];
+	/* v1: "tasks", so that writing "0" moves the caller without the threadgroup lock. */
+	snprintf(path, sizeof(path), "%s/%s", cg->user, cg->v2 ? "cgroup.procs" : "tasks");
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int jail_cgroup_join_self(const int *fds, unsigned n)
@@ -223,26 +258,33 @@ static int kill_listed(const char *dir)
 	return n;
 }
 
+/* Removes one cgroup directory, killing what is left in it until it can. */
+static int remove_dir(const char *d)
+{
+	for (int t = 0; t < CGROUP_KILL_TRIES; t++) {
+		if (rmdir(d) == 0 || errno == ENOENT)
+			return 0;
+		if (errno != EBUSY)
+			return -errno;
+		kill_listed(d);
+		usleep(1000 * (t < 10 ? 1 : 10));
+	}
+	return access(d, F_OK) == 0 ? -EBUSY : 0;
+}
+
 int jail_cgroup_destroy(struct jail_cgroup *cg)
 {
-	int r = 0;
-	for (unsigned i = 0; i < cg->n; i++) {
-		const char *d = cg->dirs[i];
-		if (cg->v2)
-			write_at(d, "cgroup.kill", "1");
-		for (int t = 0; t < CGROUP_KILL_TRIES; t++) {
-			if (rmdir(d) == 0 || errno == ENOENT)
-				break;
-			if (errno != EBUSY) {
-				r = -errno;
-				break;
-			}
-			kill_listed(d);
-			usleep(1000 * (t < 10 ? 1 : 10));
-		}
-		if (access(d, F_OK) == 0 && r == 0)
-			r = -EBUSY;
-	}
+	int r = 0, k;
+	if (cg->v2 && cg->n)
+		write_at(cg->dirs[0], "cgroup.kill", "1"); /* the whole subtree */
+	/* Children first: a directory with children is busy. */
+	const char *children[] = { cg->user, cg->envd };
+	for (unsigned i = 0; i < ELEMENTSOF(children); i++)
+		if (children[i] && (k = remove_dir(children[i])) < 0 && r == 0)
+			r = k;
+	for (unsigned i = 0; i < cg->n; i++)
+		if ((k = remove_dir(cg->dirs[i])) < 0 && r == 0)
+			r = k;
 	return r;
 }
 
@@ -292,11 +334,11 @@ int jail_cgroup_stats(struct jail_cgroup *cg, struct sandbox_stats *st)
 	return 0;
 }
 
-int jail_cgroup_read(struct jail_cgroup *cg, const char *file, char **out)
+int jail_cgroup_read(struct jail_cgroup *cg, bool user, const char *file, char **out)
 {
 	char buf[4096];
 	for (unsigned i = 0; i < cg->n; i++) {
-		if (read_at(cg->dirs[i], file, buf, sizeof(buf)) >= 0) {
+		if (read_at(user ? cg->user : cg->dirs[i], file, buf, sizeof(buf)) >= 0) {
 			buf[strcspn(buf, "\n")] = 0;
 			return (*out = strdup(buf)) ? 0 : -ENOMEM;
 		}

@@ -41,6 +41,9 @@
 #define JAIL_STOP_GRACE_MS   3000		  /* SIGTERM → SIGKILL of init in the shim */
 #define JAIL_DESTROY_WAIT_MS 5000		  /* destroy(): shim exit → SIGKILL */
 
+/* In init's environment: the fd that moves a process into the sandbox's "user" cgroup. */
+#define JAIL_USER_CGROUP_FD_ENV "HUTCH_USER_CGROUP_FD"
+
 /* A spec read back from spec.json: `spec` points into `json`. */
 struct jail_spec {
 	struct sandbox_spec spec;
@@ -71,6 +74,8 @@ struct jail_cgroup {
 	bool v2;
 	char *dirs[4]; /* v1: memory, cpu, cpuacct, pids; v2: dirs[0] only */
 	unsigned n;
+	char *user; /* the child of the pids cgroup (v2: of dirs[0]) for processes envd starts */
+	char *envd; /* v2: the leaf of init and envd (NULL on v1: they stay in dirs[]) */
 };
 int jail_cgroup_init(struct jail_cgroup *cg, const char *parent, const char *id);
 void jail_cgroup_done(struct jail_cgroup *cg);
@@ -80,14 +85,21 @@ int jail_cgroup_attach(struct jail_cgroup *cg, pid_t pid);
  * a process whose credentials could no longer move itself; returns how many (0 on v2: use
  * jail_cgroup_attach). The caller closes them. */
 int jail_cgroup_open_tasks(const struct jail_cgroup *cg, int *fds);
+/* Opens the file through which a process moves itself into the "user" cgroup by writing "0"
+ * (v1: its tasks, v2: its cgroup.procs), close-on-exec; returns the fd (the caller owns it).
+ * Opened by host root: the kernel checks a write against the opener's credentials, so envd,
+ * root in the sandbox's user namespace, can move the processes it starts (v1 and v2). */
+int jail_cgroup_open_user(const struct jail_cgroup *cg);
 /* Moves the calling single-threaded process into the cgroup through those fds: no RCU grace
  * period per hierarchy, unlike jail_cgroup_attach. */
 int jail_cgroup_join_self(const int *fds, unsigned n);
-/* Kills every process left in the cgroup and removes its directories; idempotent. */
+/* Kills every process left in the cgroup and removes its directories (children first);
+ * idempotent. */
 int jail_cgroup_destroy(struct jail_cgroup *cg);
 int jail_cgroup_stats(struct jail_cgroup *cg, struct sandbox_stats *st);
-/* The value of one cgroup file (for tests), e.g. "memory.limit_in_bytes"; caller frees. */
-int jail_cgroup_read(struct jail_cgroup *cg, const char *file, char **out);
+/* The value of one cgroup file (for tests), e.g. "memory.limit_in_bytes", of the sandbox's
+ * cgroup or (user) of its "user" child; caller frees. */
+int jail_cgroup_read(struct jail_cgroup *cg, bool user, const char *file, char **out);
 
 /* disk.c: an ext4 image of disk_mb on a loop device, mounted at RUN_DIR/disk with upper/ and
  * work/ in it, owned by uid_base. With disk_mb == 0 upper/ and work/ are plain directories in

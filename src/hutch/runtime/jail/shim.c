@@ -43,6 +43,7 @@ struct shim {
 	struct jail_cgroup cg;
 	int cg_tasks[4]; /* v1: the cgroup's tasks files, for init to join itself */
 	unsigned n_cg_tasks;
+	int cg_user_fd; /* moves a process into the "user" cgroup: inherited by init and envd */
 	pid_t init_pid;
 	int init_pidfd;
 	int output_fd; /* init's stdout+stderr */
@@ -158,6 +159,11 @@ static int prepare(struct shim *s)
 		return jail_fail("open the tasks files of", s->cg.dirs[0]);
 	}
 	s->n_cg_tasks = (unsigned)r;
+	s->cg_user_fd = jail_cgroup_open_user(&s->cg);
+	if (s->cg_user_fd < 0) {
+		errno = -s->cg_user_fd;
+		return jail_fail("open the user cgroup of", s->cg.user);
+	}
 	return 0;
 }
 
@@ -275,9 +281,16 @@ static int child_setup(struct shim *s, int sock)
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* The one fd init keeps across exec (F_DUPFD leaves close-on-exec off); init hands it
+	 * to envd, which moves every process it starts into the "user" cgroup through it. */
+	int user_fd = fcntl(s->cg_user_fd, F_DUPFD, 3);
+	if (user_fd < 0)
+		return jail_fail("dup", "the user cgroup fd");
+	char user_env[64];
+	snprintf(user_env, sizeof(user_env), JAIL_USER_CGROUP_FD_ENV "=%d", user_fd);
 	char *const argv[] = { "/.hutch/init", NULL };
 	char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			       "HOME=/root", NULL };
+			       "HOME=/root", user_env, NULL };
 	execve(argv[0], argv, envp);
 	return jail_fail("exec", argv[0]);
 }
@@ -368,6 +381,8 @@ static void close_cg_tasks(struct shim *s)
 	for (unsigned i = 0; i < s->n_cg_tasks; i++)
 		close(s->cg_tasks[i]);
 	s->n_cg_tasks = 0;
+	if (s->cg_user_fd >= 0)
+		s->cg_user_fd = (close(s->cg_user_fd), -1);
 }
 
 /* The parent's side of the handshake; the child waits in recv_fds until it is done. */
@@ -665,7 +680,8 @@ int jail_shim_main(int argc, char **argv)
 			  .notify_fd = -1,
 			  .disk_fd = -1,
 			  .init_pidfd = -1,
-			  .output_fd = -1 };
+			  .output_fd = -1,
+			  .cg_user_fd = -1 };
 	const char *nfd = getenv(JAIL_NOTIFY_FD_ENV);
 	if (nfd) {
 		s.notify_fd = atoi(nfd);

@@ -38,6 +38,7 @@ int jail_spec_write(const struct sandbox_spec *s, const char *path)
 	r |= set_uint(o, "memoryMb", s->memory_mb);
 	r |= set_uint(o, "diskMb", s->disk_mb);
 	r |= set_uint(o, "pidsMax", s->pids_max);
+	r |= set_uint(o, "pidsReserve", s->pids_reserve);
 	r |= set_str(o, "hostname", s->hostname);
 	r |= set_str(o, "envdBundle", s->envd_bundle);
 	r |= set_str(o, "initPath", s->init_path);
@@ -113,6 +114,7 @@ int jail_spec_read(const char *path, struct jail_spec **out)
 	s->memory_mb = get_uint(o, "memoryMb");
 	s->disk_mb = get_uint(o, "diskMb");
 	s->pids_max = get_uint(o, "pidsMax");
+	s->pids_reserve = get_uint(o, "pidsReserve");
 	s->hostname = get_str(o, "hostname");
 	s->envd_bundle = get_str(o, "envdBundle");
 	s->init_path = get_str(o, "initPath");
