@@ -19,6 +19,12 @@ const warmReady = () => (h.log().match(/Warm sandbox of template base ready/g) ?
 const startedWarm = (id) => h.log().includes(`Sandbox ${id} started from template base (warm:`);
 const startedCold = (id) => h.log().includes(`Sandbox ${id} started from template base (net `);
 
+/** Waits for the start line of each sandbox: the daemon logs it before answering the create, but
+ * its stderr can reach this process after the HTTP response does. */
+async function startLogged(...ids) {
+  for (let i = 0; i < 150 && !ids.every((id) => startedWarm(id) || startedCold(id)); i++) await sleep(20);
+}
+
 /** Members waiting now: started by the pool and not handed out yet (nothing goes stale here). */
 const poolSize = () => warmReady() - (h.log().match(/started from template base \(warm:/g) ?? []).length;
 
@@ -79,6 +85,7 @@ test('a pooled sandbox gets its own id, hostname, environment, user, metadata an
     timeoutMs: 120_000,
   });
   try {
+    await startLogged(sbx.sandboxId);
     assert.ok(startedWarm(sbx.sandboxId), 'created from the warm pool');
     const r = await sbx.commands.run('echo "$POOL_A|$POOL_B|$E2B_SANDBOX|$E2B_SANDBOX_ID|$E2B_TEMPLATE_ID"; hostname; id -un; pwd');
     assert.deepEqual(r.stdout.trim().split('\n'), [`one|two words|true|${sbx.sandboxId}|base`, sbx.sandboxId, 'user', '/home/user']);
@@ -110,6 +117,7 @@ test('a pooled sandbox accepts only its own token: none, an old or another sandb
   const a = await Sandbox.create('base', { envs: { WHO: 'a' } });
   const b = await Sandbox.create('base', { envs: { WHO: 'b' } });
   try {
+    await startLogged(a.sandboxId, b.sandboxId);
     assert.ok(startedWarm(a.sandboxId) && startedWarm(b.sandboxId), 'both from the pool');
     const ta = (await api(h, 'GET', `/sandboxes/${a.sandboxId}`)).json.envdAccessToken;
     const tb = (await api(h, 'GET', `/sandboxes/${b.sandboxId}`)).json.envdAccessToken;
@@ -151,6 +159,7 @@ test('internet access is set per create on pooled sandboxes', opts, async () => 
   const on = await Sandbox.create('base');
   const off = await Sandbox.create('base', { allowInternetAccess: false });
   try {
+    await startLogged(on.sandboxId, off.sandboxId);
     assert.ok(startedWarm(on.sandboxId) && startedWarm(off.sandboxId), 'both from the pool');
     assert.equal(await internetAllowed(on), true, 'default: internet allowed');
     assert.equal(await internetAllowed(off), false, 'allowInternetAccess: false');
@@ -178,6 +187,7 @@ test('sandboxes created back to back are distinct; killing a pooled sandbox is c
     await a.kill();
     await b.kill();
   }
+  await startLogged(...ids);
   for (const id of ids) {
     assert.ok(startedWarm(id) || startedCold(id), `${id} started`);
     assert.equal(fs.existsSync(path.join(h.dataDir, 'sandboxes', id)), false, `${id}: run dir removed`);
@@ -193,6 +203,7 @@ test('an empty pool falls back to a cold start, and refills', opts, async () => 
   try {
     // More creates at once than the pool holds: the rest start cold.
     made.push(...await Promise.all([0, 1, 2, 3, 4, 5].map(() => Sandbox.create('base'))));
+    await startLogged(...made.map((s) => s.sandboxId));
     const warm = made.filter((s) => startedWarm(s.sandboxId)).length;
     const cold = made.filter((s) => startedCold(s.sandboxId)).length;
     assert.equal(warm + cold, 6);
@@ -204,6 +215,7 @@ test('an empty pool falls back to a cold start, and refills', opts, async () => 
   await poolFilled(1);
   const again = await Sandbox.create('base');
   try {
+    await startLogged(again.sandboxId);
     assert.ok(startedWarm(again.sandboxId), 'from the refilled pool');
   } finally {
     await again.kill();
