@@ -3,10 +3,14 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 #include "macro.h"
 
 uint64_t now_usec(void);	  /* CLOCK_MONOTONIC */
 uint64_t now_realtime_usec(void); /* CLOCK_REALTIME */
+/* The time ms milliseconds from now on clock: an absolute timeout for pthread_cond_timedwait
+ * (whose condition variable uses that clock). */
+struct timespec timespec_in_ms(clockid_t clock, unsigned ms);
 
 /* Formats a unix time (seconds + nanoseconds) as RFC 3339 in UTC, with nanoseconds when non-zero.
  */

@@ -248,8 +248,25 @@ static void test_rm_rf(void)
 	is_int(rm_rf_at(AT_FDCWD, root), 0, "the root");
 }
 
+static void test_timespec_in_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	struct timespec t = timespec_in_ms(CLOCK_MONOTONIC, 2999);
+	int64_t d = ((int64_t)t.tv_sec - now.tv_sec) * 1000000000LL + (t.tv_nsec - now.tv_nsec);
+	ok(t.tv_nsec >= 0 && t.tv_nsec < 1000000000L, "timespec_in_ms: nanoseconds normalised");
+	ok(d >= 2999000000LL && d < 3100000000LL, "timespec_in_ms: 2999 ms ahead (%lld ns)",
+	   (long long)d);
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	t = timespec_in_ms(CLOCK_REALTIME, 0);
+	d = ((int64_t)t.tv_sec - wall.tv_sec) * 1000000000LL + (t.tv_nsec - wall.tv_nsec);
+	ok(d >= 0 && d < 100000000LL, "timespec_in_ms: 0 ms on CLOCK_REALTIME is its now");
+}
+
 int main(void)
 {
+	test_timespec_in_ms();
 	test_rm_rf();
 	test_rfc3339();
 	test_parse_u64();

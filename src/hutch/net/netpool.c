@@ -253,13 +253,7 @@ static void *refill_thread(void *arg)
 		}
 		log_debug_errno(r, "netpool: refilling: %m");
 		/* Back off rather than spin on a persistent failure. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = timespec_in_ms(CLOCK_REALTIME, 200);
 		if (!p->stop)
 			pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 	}

@@ -323,13 +323,7 @@ static void *evictor_main(void *arg)
 	struct orchestr *o = arg;
 	pthread_mutex_lock(&o->lock);
 	while (!o->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += EVICT_INTERVAL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = timespec_in_ms(CLOCK_MONOTONIC, EVICT_INTERVAL_MS);
 		pthread_cond_timedwait(&o->cond, &o->lock, &ts);
 		if (o->stop)
 			break;

@@ -99,6 +99,12 @@ static void build_unref(struct build *bd)
 static void build_log(struct build *bd, const char *level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* DATA/template-builds/<id>.log: a build's log, kept for after a restart. */
+static void build_log_path(const struct builder *b, const char *build_id, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s.log", b->logs_dir, build_id);
+}
+
 static void log_entry(struct build *bd, const char *level, const char *msg)
 {
 	char ts[64];
@@ -126,7 +132,7 @@ static void log_entry(struct build *bd, const char *level, const char *msg)
 			       0, "Template %s build %s: %s", bd->name, bd->id, msg);
 	/* A copy in the data dir, for after a restart. */
 	char path[PATH_MAX + 64];
-	snprintf(path, sizeof(path), "%s/%s.log", bd->b->logs_dir, bd->id);
+	build_log_path(bd->b, bd->id, path, sizeof(path));
 	_cleanup_free_ char *text = json_dumps(e, JSON_COMPACT);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd >= 0 && text) {
@@ -1142,16 +1148,21 @@ int builder_files_path(struct builder *b, const char *hash, char *path, size_t s
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* The build with this id in the list, or NULL (b->lock held). */
+static struct build *find_build_locked(struct builder *b, const char *id)
+{
+	for (struct build *bd = b->list; bd; bd = bd->next)
+		if (streq(bd->id, id))
+			return bd;
+	return NULL;
+}
+
 static struct build *find_build(struct builder *b, const char *id)
 {
-	struct build *found = NULL;
 	pthread_mutex_lock(&b->lock);
-	for (struct build *bd = b->list; bd; bd = bd->next)
-		if (streq(bd->id, id)) {
-			found = bd;
-			__atomic_add_fetch(&bd->refs, 1, __ATOMIC_SEQ_CST);
-			break;
-		}
+	struct build *found = find_build_locked(b, id);
+	if (found)
+		__atomic_add_fetch(&found->refs, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&b->lock);
 	return found;
 }
@@ -1208,7 +1219,7 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 	}
 	/* A build id recorded again starts with an empty log. */
 	char log_path[PATH_MAX + 64];
-	snprintf(log_path, sizeof(log_path), "%s/%s.log", b->logs_dir, bd->id);
+	build_log_path(b, bd->id, log_path, sizeof(log_path));
 	if (unlink(log_path) < 0 && errno != ENOENT)
 		log_warn_errno(-errno, "Failed to remove the old build log %s: %m", log_path);
 	snprintf(br.status, sizeof(br.status), "building");
@@ -1243,26 +1254,18 @@ int builder_start(struct builder *b, const char *template_id, const char *build_
 /* Whether build_id is in the list with status "building" (b->lock held). */
 static bool build_running(struct builder *b, const char *build_id)
 {
-	for (struct build *bd = b->list; bd; bd = bd->next)
-		if (streq(bd->id, build_id)) {
-			pthread_mutex_lock(&bd->lock);
-			bool running = streq(bd->status, "building");
-			pthread_mutex_unlock(&bd->lock);
-			return running;
-		}
-	return false;
+	struct build *bd = find_build_locked(b, build_id);
+	if (!bd)
+		return false;
+	pthread_mutex_lock(&bd->lock);
+	bool running = streq(bd->status, "building");
+	pthread_mutex_unlock(&bd->lock);
+	return running;
 }
 
 int builder_wait(struct builder *b, const char *build_id, unsigned timeout_ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = timespec_in_ms(CLOCK_MONOTONIC, timeout_ms);
 	/* The status changes before the thread broadcasts under b->lock, which we hold from the
 	 * check to the wait: no wakeup is lost. */
 	pthread_mutex_lock(&b->lock);
@@ -1284,7 +1287,7 @@ int builder_wait(struct builder *b, const char *build_id, unsigned timeout_ms)
 static json_t *logs_from_file(struct builder *b, const char *build_id)
 {
 	char path[PATH_MAX + 64];
-	snprintf(path, sizeof(path), "%s/%s.log", b->logs_dir, build_id);
+	build_log_path(b, build_id, path, sizeof(path));
 	json_t *arr = json_array();
 	_cleanup_fclose_ FILE *f = fopen(path, "re");
 	char line[8192];
